@@ -1,0 +1,119 @@
+"""Input validation shared by every public function of :mod:`ebmlib`.
+
+Each check raises :class:`TypeError` (wrong kind of object) or
+:class:`ValueError` (right kind, bad value) with a message that names the
+argument, so that a reader who passes ``step_size=-1`` or a batch with a NaN
+learns which argument is wrong instead of receiving a silent NaN later.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+
+def check_tensor(x, name: str) -> torch.Tensor:
+    """Return ``x`` if it is a floating-point tensor, else raise ``TypeError``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise ``ValueError`` if ``x`` holds a NaN or an infinity."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
+def check_batch(x, name: str, dim: int | None = None, *, finite: bool = True) -> torch.Tensor:
+    """Validate a batch of points of shape ``(n, d)``.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Floating-point tensor of shape ``(n, d)`` with ``n >= 1``.
+    name : str
+        Argument name used in error messages.
+    dim : int, optional
+        Required number of columns ``d``.
+    finite : bool
+        Also reject NaN and infinite entries.
+    """
+    check_tensor(x, name)
+    if x.ndim != 2:
+        raise ValueError(
+            f"{name} must have shape (n, d) (use (n, 1) for 1-D data), got shape {tuple(x.shape)}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch: it needs at least one row")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"{name} must have {dim} columns, got shape {tuple(x.shape)}")
+    if finite:
+        check_finite(x, name)
+    return x
+
+
+def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite positive number."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(f"{name} must be a number, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+    return value
+
+
+def check_int(value, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an integer in ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_generator(generator, name: str = "generator") -> torch.Generator | None:
+    """Accept ``None`` or a :class:`torch.Generator`."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
+
+
+def check_energy_output(e: torch.Tensor, n: int, name: str = "energy_fn") -> torch.Tensor:
+    """Check that an energy returned a tensor of shape ``(n,)``."""
+    if not isinstance(e, torch.Tensor) or e.shape != (n,):
+        shape = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+        raise ValueError(f"{name} must map a batch of shape (n, d) to shape ({n},), got {shape}")
+    return e
+
+
+def check_bounds(bounds, name: str = "bounds") -> list[tuple[float, float]]:
+    """Validate integration bounds: a sequence of ``(low, high)`` pairs, one per dimension."""
+    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__"):
+        raise TypeError(f"{name} must be a sequence of (low, high) pairs, got {type(bounds).__name__}")
+    if len(bounds) == 2 and all(isinstance(b, numbers.Real) for b in bounds):
+        bounds = [bounds]  # a single pair for 1-D
+    out = []
+    for i, pair in enumerate(bounds):
+        if len(pair) != 2:
+            raise ValueError(f"{name}[{i}] must be a (low, high) pair, got {pair!r}")
+        low, high = float(pair[0]), float(pair[1])
+        if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
+            raise ValueError(f"{name}[{i}] must satisfy low < high with finite ends, got {pair!r}")
+        out.append((low, high))
+    if not out:
+        raise ValueError(f"{name} must hold at least one (low, high) pair")
+    return out
