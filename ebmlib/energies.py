@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from ._checks import check_generator, check_int
+from .validation import check_generator, check_int
 
 __all__ = ["GaussianEnergy", "PolynomialEnergy", "MLPEnergy"]
 

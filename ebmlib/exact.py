@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from ._checks import check_batch, check_bounds, check_energy_output, check_int, check_positive, check_tensor
+from .validation import check_batch, check_bounds, check_energy_output, check_int, check_positive, check_tensor
 
 __all__ = [
     "quadrature_grid",

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._checks import check_batch, check_energy_output
+from .validation import check_batch, check_energy_output
 
 __all__ = ["cd_loss"]
 

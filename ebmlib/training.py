@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from ._checks import check_int, check_positive
+from .validation import check_int, check_positive
 from ._progress import progress_bar
 
 __all__ = ["History", "train", "robbins_monro_schedule"]

@@ -1,0 +1,70 @@
+"""Book-level checks of the chapter notebooks: conventions, committed outputs, and bad parameters failing early."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part.get("chapters", [])]
+    return files
+
+
+NOTEBOOKS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_every_chapter_notebook_is_in_the_toc():
+    listed = set(_toc_files())
+    assert NOTEBOOKS, "no chapter notebooks found"
+    for nb in NOTEBOOKS:
+        assert nb.stem in listed, f"{nb.name} is not listed in book/_toc.yml"
+    for stem in listed:
+        sources = list(BOOK.glob(f"{stem}.*"))
+        assert len(sources) == 1, f"{stem} must have exactly one source file in book/, found {sources}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_follows_the_notebook_conventions(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    first = code[0]
+    assert "parameters" in first.get("metadata", {}).get("tags", []), "first code cell must be tagged 'parameters'"
+    src = "".join(first["source"])
+    assert "SEED" in src, "the parameters cell must define SEED"
+    names = [line.split("=")[0].strip() for line in src.splitlines() if "=" in line and not line.startswith("#")]
+    assert all(n.isupper() for n in names), f"parameter names must be UPPER_CASE: {names}"
+    assert any("# NBVAL_CHECK_OUTPUT" in "".join(c["source"]) for c in code), "no cell marked # NBVAL_CHECK_OUTPUT"
+    assert any("assert " in "".join(c["source"]) for c in code), "a chapter asserts its claims"
+    for c in code:
+        assert c.get("execution_count") is not None, "commit the chapter executed"
+        for out in c.get("outputs", []):
+            assert out["output_type"] != "error", f"committed error output: {out.get('ename')}"
+            text = "".join(out.get("text", ""))
+            assert "it/s]" not in text and "s/it]" not in text, "a progress bar was committed"
+
+
+@pytest.mark.parametrize("path, param", [(BOOK / "01_mle_gradient.ipynb", "THETA_STAR")], ids=["ch01"])
+def test_bad_parameter_fails_early_and_overwrites_nothing(path, param, tmp_path):
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    out = tmp_path / "out.ipynb"
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(path), str(out), "-p", param, "-1",
+                           "--cwd", str(BOOK)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"{param} must be finite and > 0" in proc.stderr + proc.stdout
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    executed = json.loads(out.read_text())
+    ran = [c for c in executed["cells"] if c["cell_type"] == "code" and c.get("execution_count")]
+    assert len(ran) <= 3, "the error must come from the first cells, before any computation"
