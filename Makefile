@@ -7,20 +7,20 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SITE   := _build/html
 
-# No progress-bar clutter in executed notebooks and the rendered book;
-# a headless matplotlib backend; one BLAS thread per process keeps timings honest.
+# No progress-bar clutter in executed notebooks and the rendered book.
+# (Do not set MPLBACKEND here: it would override the kernels' inline backend and drop every figure.)
 export EBMLIB_PROGRESS ?= 0
-export MPLBACKEND ?= Agg
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
 NBVAL_FLAGS := --nbval-lax -p no:cacheprovider -o norecursedirs="_build .* .venv outputs"
 
-.PHONY: help setup book test unit nbval build-strict site-check reproduce bench clean
+.PHONY: help setup book test build-strict execute reproduce bench clean
 
 help:
 	@echo "make book    build the HTML book into $(SITE) (executes every chapter)"
 	@echo "make test    unit tests, nbval on every chapter, strict build, browser check"
 	@echo "make bench   run benchmarks/ against peer implementations"
+	@echo "make execute re-execute the chapters in place (maintainers; outputs are committed)"
 	@echo "make clean   remove build outputs (keeps .venv)"
 
 setup: $(STAMP)
@@ -48,6 +48,11 @@ test: $(STAMP)
 
 build-strict: $(STAMP)
 	$(VENV)/bin/jupyter-book build book/ --path-output . -W --keep-going
+
+# Maintainers: re-execute the chapters in place (outputs are committed). CHAPTERS=book/01_mle_gradient.ipynb for one.
+CHAPTERS ?= $(wildcard book/[0-9][0-9]_*.ipynb)
+execute: $(STAMP)
+	@for nb in $(CHAPTERS); do echo "== $$nb"; $(VENV)/bin/jupyter execute --inplace $$nb || exit 1; done
 
 reproduce: $(STAMP)
 	$(PY) -m ebmlib.reproduce

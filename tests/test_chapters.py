@@ -50,6 +50,9 @@ def test_chapter_follows_the_notebook_conventions(path):
     assert any("assert " in "".join(c["source"]) for c in code), "a chapter asserts its claims"
     for c in code:
         assert c.get("execution_count") is not None, "commit the chapter executed"
+        if "plt.show()" in "".join(c["source"]):
+            assert any("image/png" in o.get("data", {}) for o in c.get("outputs", [])), \
+                "a plotting cell has no committed figure (was MPLBACKEND set to a non-inline backend?)"
         for out in c.get("outputs", []):
             assert out["output_type"] != "error", f"committed error output: {out.get('ename')}"
             text = "".join(out.get("text", ""))
