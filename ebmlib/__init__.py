@@ -5,21 +5,29 @@ Modules:
 
 - :mod:`ebmlib.energies`: energy functions (Gaussian with analytic log Z, polynomial exponential family, MLP).
 - :mod:`ebmlib.exact`: oracles (log Z by quadrature or enumeration, exact NLL and gradient).
-- :mod:`ebmlib.losses`: losses to minimize (contrastive / Monte-Carlo ML, ...).
+- :mod:`ebmlib.autodiff`: per-sample parameter gradients and input gradients of an energy.
+- :mod:`ebmlib.partition`: importance-sampling estimates of log Z, effective sample size.
+- :mod:`ebmlib.proposals`: proposal densities (Gaussian, Student-t) for IS and independent MH.
+- :mod:`ebmlib.samplers`: samplers (independent Metropolis-Hastings, IS with resampling).
+- :mod:`ebmlib.gaussian_scale`: the reference paper's Section 7 experiment, vectorized over runs and theta.
+- :mod:`ebmlib.losses`: losses to minimize (contrastive / Monte-Carlo ML, Geyer IS-NLL, IS gradient).
 - :mod:`ebmlib.training`: the one training loop.
 - :mod:`ebmlib.plotting`: the shared figure style.
 - :mod:`ebmlib.validation`: argument checks that raise clear errors (also used by chapters for their parameters).
 """
 
-from . import energies, exact, losses, plotting, training, validation
+from . import (autodiff, energies, exact, gaussian_scale, losses, partition, plotting, proposals, samplers, training,
+               validation)
 from .energies import GaussianEnergy, MLPEnergy, PolynomialEnergy
-from .losses import cd_loss
+from .losses import cd_loss, importance_sampling_gradient_loss, importance_sampling_nll
 from .training import History, robbins_monro_schedule, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "energies", "exact", "losses", "plotting", "training", "validation",
-    "GaussianEnergy", "MLPEnergy", "PolynomialEnergy", "cd_loss",
+    "autodiff", "energies", "exact", "gaussian_scale", "losses", "partition", "plotting", "proposals", "samplers",
+    "training", "validation",
+    "GaussianEnergy", "MLPEnergy", "PolynomialEnergy", "cd_loss", "importance_sampling_nll",
+    "importance_sampling_gradient_loss",
     "History", "robbins_monro_schedule", "train",
 ]

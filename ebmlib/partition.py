@@ -88,7 +88,7 @@ def ess(log_w: torch.Tensor) -> torch.Tensor:
 
 
 def log_partition_is_grid(features: torch.Tensor, coefficients: torch.Tensor, *,
-                          chunk_size: int = 8) -> torch.Tensor:
+                          chunk_size: int = 2) -> torch.Tensor:
     r""":math:`\log\hat Z` for many independent runs and a whole grid of :math:`\theta` at once.
 
     For an exponential family and a Gaussian or Student-t proposal, the log weight is linear in a few features
@@ -97,17 +97,21 @@ def log_partition_is_grid(features: torch.Tensor, coefficients: torch.Tensor, *,
     .. math::
 
         \log w_{r\ell m} = \log\phi(y_{rm}\mid\theta_\ell) - \log q(y_{rm}\mid\theta_\ell)
-        = \sum_k C_{\ell k}\, F_{rmk},
+        = \sum_k C_{\ell k}\, F_{rkm},
 
     (for example :math:`F = (y^2/2, \log q(y))`, :math:`C_\ell = (-1/\theta_\ell^2, -1)` for the model
     :math:`\mathcal N(0,\theta^2)` and a fixed proposal). Then :math:`\log\hat Z_{r\ell}` for every run :math:`r` and
     grid point :math:`\ell` is one batched matrix product followed by a log-mean-exp, evaluated in chunks of runs
-    small enough to stay in the CPU cache. This is what makes the book's 1000-run Monte-Carlo studies fast.
+    small enough to stay in the CPU cache. For stability the exponent is shifted by an upper bound on its maximum
+    that follows from the range of each feature, folded into the matrix product; if that bound is ever so loose
+    that a sum would underflow, the chunk is recomputed with the exact maximum. The exponentials are taken in
+    base 2 (cheaper than base :math:`e`, and exact up to rounding). This is what makes the book's 1000-run
+    Monte-Carlo studies fast.
 
     Parameters
     ----------
-    features : torch.Tensor, shape (R, M, K)
-        Features :math:`F_{rmk}` of the :math:`M` samples of each of :math:`R` runs.
+    features : torch.Tensor, shape (R, K, M)
+        Feature :math:`k` of sample :math:`m` of run :math:`r`.
     coefficients : torch.Tensor, shape (L, K)
         Coefficients :math:`C_{\ell k}` for each of :math:`L` parameter values.
     chunk_size : int
@@ -121,20 +125,31 @@ def log_partition_is_grid(features: torch.Tensor, coefficients: torch.Tensor, *,
     check_tensor(features, "features")
     check_tensor(coefficients, "coefficients")
     chunk_size = check_int(chunk_size, "chunk_size")
-    if features.ndim != 3 or features.shape[1] == 0 or features.shape[0] == 0:
-        raise ValueError(f"features must have shape (R, M, K) with R, M >= 1, got {tuple(features.shape)}")
-    if coefficients.ndim != 2 or coefficients.shape[1] != features.shape[2]:
-        raise ValueError(f"coefficients must have shape (L, {features.shape[2]}), got {tuple(coefficients.shape)}")
+    if features.ndim != 3 or features.shape[0] == 0 or features.shape[2] == 0:
+        raise ValueError(f"features must have shape (R, K, M) with R, M >= 1, got {tuple(features.shape)}")
+    if coefficients.ndim != 2 or coefficients.shape[1] != features.shape[1]:
+        raise ValueError(f"coefficients must have shape (L, {features.shape[1]}), got {tuple(coefficients.shape)}")
     check_finite(features, "features")
     check_finite(coefficients, "coefficients")
-    n_runs, n_samples, _ = features.shape
-    coef = coefficients.to(features.dtype)
-    out = torch.empty(n_runs, coefficients.shape[0], dtype=features.dtype)
+    n_runs, n_feat, n_samples = features.shape
+    n_grid = coefficients.shape[0]
+    coef2 = coefficients.to(features.dtype) / math.log(2)          # log2 w = C F / ln 2
+    out = torch.empty(n_runs, n_grid, dtype=features.dtype)
     with torch.no_grad():
+        f_max, f_min = features.amax(dim=2), features.amin(dim=2)   # (R, K)
+        coef_batch = coef2.expand(chunk_size, n_grid, n_feat)
         for start in range(0, n_runs, chunk_size):
-            f = features[start:start + chunk_size]                 # (c, M, K)
-            log_w = torch.matmul(coef, f.transpose(1, 2))           # (c, L, M)
-            peak = log_w.amax(dim=-1, keepdim=True)
-            log_w.sub_(peak).exp_()
-            out[start:start + chunk_size] = log_w.sum(dim=-1).log_() + peak.squeeze(-1)
+            stop = min(start + chunk_size, n_runs)
+            # An upper bound on max_m log2 w from the per-run feature ranges: sum_k max(C f_max, C f_min).
+            # Shifting by it inside the matrix product keeps every power of 2 <= 1 without a separate max pass.
+            shift = torch.maximum(coef2 * f_max[start:stop, None, :], coef2 * f_min[start:stop, None, :]).sum(-1)
+            log2_w = torch.baddbmm(-shift[..., None], coef_batch[:stop - start], features[start:stop])
+            total = log2_w.exp2_().sum(dim=-1)                       # (c, L)
+            underflow = total < 1e-280                               # the bound was too loose: redo exactly
+            if bool(underflow.any()):
+                exact = torch.matmul(coef2, features[start:stop])
+                peak = exact.amax(dim=-1)
+                total = torch.where(underflow, (exact - peak[..., None]).exp2().sum(dim=-1), total)
+                shift = torch.where(underflow, peak, shift)
+            out[start:stop] = (total.log2_() + shift) * math.log(2)
     return out - math.log(n_samples)

@@ -55,12 +55,21 @@ def test_ess_and_normalized_weights():
     torch.testing.assert_close(ess(lw), 1 / (w ** 2).sum(-1))
 
 
+def test_grid_evaluator_falls_back_when_the_shift_bound_is_loose():
+    # two features that cancel: each has a huge range, so the bound (2000) is far above the true maximum (0)
+    feats = torch.tensor([[[0.0, 1000.0, -1000.0], [0.0, -1000.0, 1000.0]]], dtype=torch.float64)  # (1, 2, 3)
+    coefs = torch.tensor([[1.0, 1.0], [0.5, 0.5]], dtype=torch.float64)
+    fast = log_partition_is_grid(feats, coefs)
+    direct = log_partition_is(coefs @ feats[0], torch.zeros(3, dtype=torch.float64))
+    torch.testing.assert_close(fast[0], direct)
+
+
 def test_grid_evaluator_matches_direct_estimate(gen):
     q = GaussianProposal(2.0, 2.0)
     y = q.sample(4 * 300, generator=gen).reshape(4, 300, 1)
     log_q = q.log_prob(y.reshape(-1, 1)).reshape(4, 300)
     thetas = torch.linspace(0.5, 6.0, 12, dtype=torch.float64)
-    features = torch.stack([0.5 * y[..., 0] ** 2, log_q], dim=-1)          # (R, M, 2)
+    features = torch.stack([0.5 * y[..., 0] ** 2, log_q], dim=1)           # (R, K=2, M)
     coefs = torch.stack([-1 / thetas ** 2, -torch.ones_like(thetas)], dim=1)  # (L, 2)
     fast = log_partition_is_grid(features, coefs, chunk_size=3)
     direct = log_partition_is(-0.5 * y[:, None, :, 0] ** 2 / thetas[None, :, None] ** 2, log_q[:, None, :])
@@ -133,9 +142,9 @@ def test_partition_helpers_reject_bad_input():
     with pytest.raises(ValueError, match="features must have shape"):
         log_partition_is_grid(torch.zeros(3, 2), torch.zeros(1, 2))
     with pytest.raises(ValueError, match="coefficients must have shape"):
-        log_partition_is_grid(torch.zeros(1, 3, 2), torch.zeros(1, 3))
+        log_partition_is_grid(torch.zeros(1, 2, 3), torch.zeros(1, 3))
     with pytest.raises(ValueError, match="chunk_size"):
-        log_partition_is_grid(torch.zeros(1, 3, 2), torch.zeros(1, 2), chunk_size=0)
+        log_partition_is_grid(torch.zeros(1, 2, 3), torch.zeros(1, 2), chunk_size=0)
 
 
 def test_is_losses_reject_bad_input():

@@ -1,0 +1,258 @@
+r"""The experiment of Section 7 of :cite:p:`ebmgradientnote`: Geyer's IS-MLE for the scale of a Gaussian.
+
+Model: :math:`p(x\mid\theta) = \mathcal N(x\mid 0, \theta^2)`, so
+
+.. math::
+
+    E(x\mid\theta) = \frac{x^2}{2\theta^2}, \qquad Z(\theta) = \sqrt{2\pi}\,\theta,
+    \qquad J(\theta) = \sum_{n=1}^N \frac{x_n^2}{2\theta^2} + N\log(\sqrt{2\pi}\,\theta).
+
+Proposals form a location–scale family whose scale may depend on :math:`\theta`,
+
+.. math::
+
+    q(y\mid\theta) = \frac{1}{s(\theta)}\, q_0\!\left(\frac{y-\mu_q}{s(\theta)}\right),
+    \qquad s(\theta) = a + b\,\theta,
+
+with :math:`q_0` a standard Gaussian or a standard Student-t. The paper's :math:`q_1 = \mathcal N(2, 2^2)` is
+:math:`(\mu_q, a, b) = (2, 2, 0)`; its :math:`q_2(\cdot\mid\theta) = \mathcal N(2, (2+\theta)^2)` is :math:`(2, 2, 1)`;
+the optimal proposal :math:`q\propto\phi(\cdot\mid\theta)` is :math:`(0, 0, 1)`.
+
+Samples are drawn as :math:`y_m = \mu_q + s(\theta)\,t_m` with standardized draws :math:`t_m\sim q_0` that are
+*shared across the grid of* :math:`\theta` within a run (common random numbers). At each single :math:`\theta`
+the samples are exactly distributed as :math:`q(\cdot\mid\theta)`, so any pointwise summary over runs (the mean
+curve, the band covering all runs, the variance of :math:`\hat Z(\theta)`) has exactly the distribution it would
+have with fresh draws at every :math:`\theta`; only the shape of a single realization across :math:`\theta`
+changes, becoming smooth. Then the log weight is linear in four features of :math:`t`,
+
+.. math::
+
+    \log w = -\frac{(\mu_q + s t)^2}{2\theta^2} - \log q_0(t) + \log s
+    = \underbrace{\left(-\tfrac{s^2}{2\theta^2}\right)}_{\times t^2}
+    + \underbrace{\left(-\tfrac{\mu_q s}{\theta^2}\right)}_{\times t}
+    + \underbrace{\left(-\tfrac{\mu_q^2}{2\theta^2} + \log s\right)}_{\times 1}
+    + \underbrace{(-1)}_{\times \log q_0(t)},
+
+(for a Gaussian :math:`q_0` the last feature folds into :math:`t^2` and :math:`1`), and
+:func:`ebmlib.partition.log_partition_is_grid` evaluates :math:`\log\hat Z` for all runs and all
+:math:`\theta` at once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .partition import log_partition_is_grid
+from .proposals import GaussianProposal, StudentTProposal
+from .validation import check_batch, check_generator, check_int, check_positive, check_tensor
+
+__all__ = ["energy", "log_partition", "nll", "mle", "standardized_draws", "log_z_hat_curves", "j_gl_curves",
+           "PAPER_PROPOSALS", "paper_experiment", "grid_argmin", "relative_second_moment"]
+
+
+def _thetas(thetas) -> torch.Tensor:
+    thetas = torch.as_tensor(thetas, dtype=torch.float64).reshape(-1)
+    if thetas.numel() == 0 or not bool(torch.isfinite(thetas).all()) or bool((thetas <= 0).any()):
+        raise ValueError("thetas must be a non-empty set of finite, positive scales")
+    return thetas
+
+
+def energy(x: torch.Tensor, thetas) -> torch.Tensor:
+    r""":math:`E(x\mid\theta) = x^2/(2\theta^2)` for every point and every :math:`\theta`: shape ``(n, L)``."""
+    check_batch(x, "x", dim=1)
+    th = _thetas(thetas)
+    return x.to(torch.float64) ** 2 / (2 * th[None, :] ** 2)
+
+
+def log_partition(thetas) -> torch.Tensor:
+    r"""The exact :math:`\log Z(\theta) = \log(\sqrt{2\pi}\,\theta)`, shape ``(L,)``."""
+    return 0.5 * math.log(2 * math.pi) + torch.log(_thetas(thetas))
+
+
+def nll(x: torch.Tensor, thetas) -> torch.Tensor:
+    r"""The exact negative log-likelihood :math:`J(\theta)` (paper Eq. 5) on a grid, shape ``(L,)``."""
+    return energy(x, thetas).sum(0) + x.shape[0] * log_partition(thetas)
+
+
+def mle(x: torch.Tensor) -> float:
+    r"""The closed-form MLE :math:`\hat\theta = (\frac1N\sum_n x_n^2)^{1/2}`."""
+    check_batch(x, "x", dim=1)
+    return float(x.to(torch.float64).pow(2).mean().sqrt())
+
+
+def standardized_draws(n_runs: int, n_samples: int, *, df: float | None = None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Standardized proposal draws :math:`t_{rm}\sim q_0`, shape ``(n_runs, n_samples)``.
+
+    ``df=None`` gives a standard Gaussian :math:`q_0`; a number gives a standard Student-t with ``df`` degrees of
+    freedom. Pass the same ``df`` to :func:`log_z_hat_curves`.
+    """
+    n_runs = check_int(n_runs, "n_runs")
+    n_samples = check_int(n_samples, "n_samples")
+    check_generator(generator)
+    base = GaussianProposal(0.0, 1.0) if df is None else StudentTProposal(check_positive(df, "df"))
+    return base.sample(n_runs * n_samples, generator=generator).reshape(n_runs, n_samples)
+
+
+def log_z_hat_curves(thetas, t: torch.Tensor, *, loc: float, scale_intercept: float, scale_slope: float = 0.0,
+                     df: float | None = None, chunk_size: int = 2) -> torch.Tensor:
+    r"""IS estimates :math:`\log\hat Z(\theta)` (Eq. 7) for every run and every :math:`\theta`.
+
+    Parameters
+    ----------
+    thetas : array-like of shape (L,)
+        Positive grid of :math:`\theta`.
+    t : torch.Tensor, shape (R, M)
+        Standardized draws from :func:`standardized_draws` (drawn with the same ``df``).
+    loc : float
+        Proposal location :math:`\mu_q`.
+    scale_intercept, scale_slope : float
+        :math:`a` and :math:`b` in :math:`s(\theta) = a + b\theta`; :math:`s` must be positive on the grid.
+    df : float, optional
+        Degrees of freedom of a Student-t :math:`q_0`; ``None`` for a Gaussian :math:`q_0`.
+    chunk_size : int
+        Runs per chunk in :func:`~ebmlib.partition.log_partition_is_grid`.
+
+    Returns
+    -------
+    torch.Tensor, shape (R, L)
+    """
+    th = _thetas(thetas)
+    check_tensor(t, "t")
+    if t.ndim != 2:
+        raise ValueError(f"t must have shape (R, M), got {tuple(t.shape)}")
+    s = scale_intercept + scale_slope * th
+    if bool((s <= 0).any()) or not math.isfinite(loc):
+        raise ValueError("the proposal scale a + b*theta must be positive on the whole grid and loc finite")
+    coefficients = [-s ** 2 / (2 * th ** 2), -loc * s / th ** 2, -loc ** 2 / (2 * th ** 2) + torch.log(s)]
+    n_feat = 3 if df is None else 4
+    features = torch.empty(t.shape[0], n_feat, t.shape[1], dtype=t.dtype)
+    torch.mul(t, t, out=features[:, 0])
+    features[:, 1] = t
+    features[:, 2] = 1.0
+    if df is None:
+        # log q0(t) = -t^2/2 - log(2 pi)/2 is itself linear in (t^2, 1): fold it into those coefficients
+        coefficients[0] = coefficients[0] + 0.5
+        coefficients[2] = coefficients[2] + 0.5 * math.log(2 * math.pi)
+    else:
+        features[:, 3] = StudentTProposal(check_positive(df, "df")).log_prob(t.reshape(-1, 1)).reshape(t.shape)
+        coefficients.append(-torch.ones_like(th))
+    return log_partition_is_grid(features, torch.stack(coefficients, dim=1), chunk_size=chunk_size)
+
+
+def j_gl_curves(x: torch.Tensor, thetas, t: torch.Tensor, *, loc: float, scale_intercept: float,
+                scale_slope: float = 0.0, df: float | None = None, chunk_size: int = 2) -> torch.Tensor:
+    r"""Geyer's :math:`J_{GL}(\theta) = \sum_n E(x_n\mid\theta) + N\log\hat Z(\theta)` (paper Eq. 8) for every run.
+
+    Arguments as in :func:`log_z_hat_curves`, plus the data ``x`` of shape ``(N, 1)``.
+
+    Returns
+    -------
+    torch.Tensor, shape (R, L)
+    """
+    log_z = log_z_hat_curves(thetas, t, loc=loc, scale_intercept=scale_intercept, scale_slope=scale_slope,
+                             df=df, chunk_size=chunk_size)
+    return energy(x, thetas).sum(0)[None, :] + x.shape[0] * log_z
+
+
+#: The paper's two proposals (Section 7): q1 = N(2, 2^2), independent of theta; q2 = N(2, (2 + theta)^2).
+PAPER_PROPOSALS = {
+    "q1": {"loc": 2.0, "scale_intercept": 2.0, "scale_slope": 0.0},
+    "q2": {"loc": 2.0, "scale_intercept": 2.0, "scale_slope": 1.0},
+}
+
+
+def paper_experiment(x: torch.Tensor, thetas, m_values, n_runs: int, *, proposals: dict | None = None,
+                     generator: torch.Generator | None = None) -> dict:
+    r"""All the curves behind the paper's Figures 1 and 2: :math:`J_{GL}(\theta)` for every proposal, every
+    :math:`M`, every run and every :math:`\theta`.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, 1)
+        The observations.
+    thetas : array-like of shape (L,)
+        The grid of :math:`\theta`.
+    m_values : sequence of int
+        Proposal sample sizes :math:`M`.
+    n_runs : int
+        Independent runs (independent proposal samples) for each proposal and :math:`M`.
+    proposals : dict, optional
+        Name to ``dict(loc=, scale_intercept=, scale_slope=, df=None)``; default :data:`PAPER_PROPOSALS`.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    dict
+        ``{(name, M): curves}`` with ``curves`` of shape ``(n_runs, L)``.
+    """
+    proposals = PAPER_PROPOSALS if proposals is None else proposals
+    out = {}
+    for name, spec in proposals.items():
+        for m in m_values:
+            t = standardized_draws(n_runs, m, df=spec.get("df"), generator=generator)
+            out[(name, int(m))] = j_gl_curves(x, thetas, t, **spec)
+    return out
+
+
+def grid_argmin(curves: torch.Tensor, thetas) -> torch.Tensor:
+    r"""The minimizer of each curve (Eq. 9), refined by a parabola through the grid minimum and its neighbours.
+
+    Parameters
+    ----------
+    curves : torch.Tensor, shape (R, L)
+    thetas : array-like of shape (L,)
+        Increasing, equally spaced grid.
+
+    Returns
+    -------
+    torch.Tensor, shape (R,)
+        :math:`\hat\theta_{GL}` for each run; a minimum at the edge of the grid is returned as that edge.
+    """
+    th = _thetas(thetas)
+    check_tensor(curves, "curves")
+    if curves.ndim != 2 or curves.shape[1] != th.numel() or th.numel() < 3:
+        raise ValueError(f"curves must have shape (R, {th.numel()}) with at least 3 grid points")
+    idx = curves.argmin(dim=1).clamp(1, th.numel() - 2)
+    left, mid, right = (curves.gather(1, (idx + k)[:, None])[:, 0] for k in (-1, 0, 1))
+    denom = left - 2 * mid + right
+    step = th[1] - th[0]
+    offset = torch.where(denom > 0, 0.5 * (left - right) / denom, torch.zeros_like(denom)).clamp(-1, 1)
+    best = th[idx] + offset * step
+    at_edge = (curves.argmin(dim=1) == 0) | (curves.argmin(dim=1) == th.numel() - 1)
+    return torch.where(at_edge, th[curves.argmin(dim=1)], best)
+
+
+def relative_second_moment(thetas, *, loc: float, scale_intercept: float, scale_slope: float = 0.0,
+                           df: float | None = None) -> torch.Tensor:
+    r"""The exact :math:`\rho(\theta) = \mathbb E_q[(p/q)^2] = \int p(y\mid\theta)^2/q(y\mid\theta)\,dy`.
+
+    It fixes the variance of the IS estimator (Eq. 7): :math:`\operatorname{Var}(\hat Z)/Z^2 = (\rho - 1)/M`, so by
+    the delta method :math:`\operatorname{sd}(\log\hat Z)\approx\sqrt{(\rho-1)/M}` and
+    :math:`\mathrm{ESS}\approx M/\rho` for large :math:`M`. It is infinite when the proposal's tails are too light:
+    for a Gaussian proposal of scale :math:`s`, exactly when :math:`s \le \theta/\sqrt2`. Computed by
+    ``scipy.integrate.quad`` in log space; infinite values are returned as ``inf``.
+
+    Returns
+    -------
+    torch.Tensor, shape (L,)
+    """
+    import numpy as np
+    from scipy import integrate, stats
+
+    th = _thetas(thetas)
+    out = []
+    for theta in th.tolist():
+        s = scale_intercept + scale_slope * theta
+        if s <= 0:
+            raise ValueError("the proposal scale a + b*theta must be positive on the whole grid")
+        if df is None and s * s <= theta * theta / 2:
+            out.append(math.inf)
+            continue
+        log_q = (lambda y: stats.norm.logpdf(y, loc, s)) if df is None else (lambda y: stats.t.logpdf(y, df, loc, s))
+        integrand = lambda y: math.exp(2 * stats.norm.logpdf(y, 0.0, theta) - log_q(y))
+        value, _ = integrate.quad(integrand, -np.inf, np.inf, epsabs=0, epsrel=1e-10, limit=200)
+        out.append(value)
+    return torch.tensor(out, dtype=torch.float64)

@@ -1,0 +1,93 @@
+import math
+
+import pytest
+import torch
+
+from ebmlib import GaussianEnergy, gaussian_scale as gs
+from ebmlib.exact import exact_nll
+from ebmlib.losses import importance_sampling_nll
+from ebmlib.proposals import GaussianProposal, StudentTProposal
+
+
+@pytest.fixture
+def data():
+    return GaussianEnergy(0.0, 2.0).sample(100, generator=torch.Generator().manual_seed(0))
+
+
+def test_exact_nll_and_mle(data):
+    thetas = torch.tensor([0.5, 2.0, 5.0], dtype=torch.float64)
+    for th, j in zip(thetas, gs.nll(data, thetas)):
+        g = GaussianEnergy(0.0, float(th))
+        assert float(j) == pytest.approx(100 * float(exact_nll(g, data, g.log_partition()).detach()), rel=1e-13)
+    mle = gs.mle(data)
+    grid = torch.linspace(0.9 * mle, 1.1 * mle, 2001, dtype=torch.float64)
+    assert float(grid[gs.nll(data, grid).argmin()]) == pytest.approx(mle, abs=2e-4)
+
+
+@pytest.mark.parametrize("df, loc, a, b", [(None, 2.0, 2.0, 0.0), (None, 2.0, 2.0, 1.0), (3.0, 0.0, 1.0, 1.5)])
+def test_curves_equal_the_generic_is_nll_at_every_theta(data, df, loc, a, b):
+    t = gs.standardized_draws(3, 50, df=df, generator=torch.Generator().manual_seed(1))
+    thetas = torch.tensor([0.5, 1.3, 2.0, 4.0, 6.0], dtype=torch.float64)
+    curves = gs.j_gl_curves(data, thetas, t, loc=loc, scale_intercept=a, scale_slope=b, df=df)
+    assert curves.shape == (3, 5)
+    for r in range(3):
+        for l, th in enumerate(thetas):
+            s = a + b * float(th)
+            q = GaussianProposal(loc, s) if df is None else StudentTProposal(df, loc, s)
+            y = loc + s * t[r][:, None]
+            direct = importance_sampling_nll(GaussianEnergy(0.0, float(th)), data, y, q.log_prob(y))
+            assert float(curves[r, l]) == pytest.approx(100 * float(direct.detach()), rel=1e-11)
+
+
+def test_optimal_proposal_recovers_exact_nll_in_every_run(data):
+    t = gs.standardized_draws(4, 10, generator=torch.Generator().manual_seed(2))
+    thetas = torch.linspace(0.5, 6.0, 12, dtype=torch.float64)
+    curves = gs.j_gl_curves(data, thetas, t, loc=0.0, scale_intercept=0.0, scale_slope=1.0)
+    torch.testing.assert_close(curves, gs.nll(data, thetas).expand(4, -1), rtol=1e-12, atol=1e-9)
+
+
+def test_gaussian_scale_rejects_bad_input(data):
+    t = gs.standardized_draws(2, 5, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="thetas"):
+        gs.nll(data, [1.0, -1.0])
+    with pytest.raises(ValueError, match="proposal scale"):
+        gs.log_z_hat_curves([1.0, 2.0], t, loc=0.0, scale_intercept=-3.0, scale_slope=1.0)
+    with pytest.raises(ValueError, match=r"t must have shape \(R, M\)"):
+        gs.log_z_hat_curves([1.0], t[0], loc=0.0, scale_intercept=1.0)
+    with pytest.raises(ValueError, match="n_samples"):
+        gs.standardized_draws(2, 0)
+    with pytest.raises(ValueError, match="df"):
+        gs.standardized_draws(2, 3, df=-1.0)
+    with pytest.raises(ValueError, match="x must have 1 columns"):
+        gs.nll(torch.zeros(3, 2, dtype=torch.float64), [1.0])
+
+
+def test_grid_argmin_refines_a_parabola_exactly():
+    thetas = torch.linspace(0.5, 6.0, 111, dtype=torch.float64)
+    centres = torch.tensor([1.234, 3.0, 5.55], dtype=torch.float64)
+    curves = (thetas[None, :] - centres[:, None]) ** 2 * 7.0 + 3.0
+    torch.testing.assert_close(gs.grid_argmin(curves, thetas), centres)
+    edge = -(thetas[None, :])  # decreasing: minimum at the right edge
+    assert float(gs.grid_argmin(edge, thetas)[0]) == 6.0
+
+
+def test_relative_second_moment_matches_closed_form_and_monte_carlo():
+    # Gaussian p = N(0, th^2), q = N(mu, s^2): rho = s/(sqrt(2 pi) th^2) sqrt(pi/(a-b)) exp(b^2 mu^2/(a-b) + b mu^2)
+    th, mu, s = 2.0, 2.0, 4.0
+    a, b = 1 / th ** 2, 1 / (2 * s ** 2)
+    closed = s / (math.sqrt(2 * math.pi) * th ** 2) * math.sqrt(math.pi / (a - b)) * math.exp(
+        (b * mu) ** 2 / (a - b) + b * mu ** 2)
+    rho = gs.relative_second_moment([th], loc=mu, scale_intercept=s)
+    assert float(rho) == pytest.approx(closed, rel=1e-8)
+    # infinite exactly when the Gaussian proposal is too narrow: s <= theta / sqrt(2)
+    assert math.isinf(float(gs.relative_second_moment([3.0], loc=0.0, scale_intercept=2.0)))
+    assert math.isfinite(float(gs.relative_second_moment([2.8], loc=0.0, scale_intercept=2.0)))
+    # a Student-t proposal has heavy enough tails everywhere
+    assert math.isfinite(float(gs.relative_second_moment([6.0], loc=0.0, scale_intercept=1.0, df=3.0)))
+    # the empirical variance of Z-hat matches (rho - 1) / M
+    t = gs.standardized_draws(4000, 50, generator=torch.Generator().manual_seed(4))
+    log_z = gs.log_z_hat_curves([th], t, loc=mu, scale_intercept=s)[:, 0]
+    rel = torch.exp(log_z - gs.log_partition([th]))
+    var_pred = (float(rho) - 1) / 50
+    assert abs(float(rel.mean()) - 1) < 4 * math.sqrt(var_pred / 4000)
+    assert float(rel.var()) / var_pred == pytest.approx(1.0, abs=0.15)
