@@ -59,14 +59,22 @@ def test_chapter_follows_the_notebook_conventions(path):
             assert "it/s]" not in text and "s/it]" not in text, "a progress bar was committed"
 
 
-@pytest.mark.parametrize("path, param", [(BOOK / "01_mle_gradient.ipynb", "THETA_STAR")], ids=["ch01"])
-def test_bad_parameter_fails_early_and_overwrites_nothing(path, param, tmp_path):
+BAD_PARAMETERS = [
+    ("01_mle_gradient.ipynb", ["-p", "THETA_STAR", "-1"], "THETA_STAR must be finite and > 0"),
+    ("02_importance_sampling_mle.ipynb", ["-y", "M_VALUES: [-5, 100]"], "M_VALUES must be >= 2"),
+    ("02_importance_sampling_mle.ipynb", ["-y", "Q1: [2.0, 0.0]"], "Q1 standard deviation must be finite and > 0"),
+]
+
+
+@pytest.mark.parametrize("name, args, message", BAD_PARAMETERS, ids=[f"{n[:2]}-{a[1].split(':')[0]}" for n, a, _ in BAD_PARAMETERS])
+def test_bad_parameter_fails_early_and_overwrites_nothing(name, args, message, tmp_path):
+    path = BOOK / name
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     out = tmp_path / "out.ipynb"
-    proc = subprocess.run([sys.executable, "-m", "papermill", str(path), str(out), "-p", param, "-1",
-                           "--cwd", str(BOOK)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(path), str(out), *args, "--cwd", str(BOOK)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    assert f"{param} must be finite and > 0" in proc.stderr + proc.stdout
+    assert message in proc.stderr + proc.stdout
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     executed = json.loads(out.read_text())
     ran = [c for c in executed["cells"] if c["cell_type"] == "code" and c.get("execution_count")]
