@@ -18,7 +18,7 @@ Modules:
 
 from . import (autodiff, energies, exact, gaussian_scale, losses, partition, plotting, proposals, samplers, training,
                validation)
-from .energies import GaussianEnergy, MLPEnergy, PolynomialEnergy
+from .energies import GaussianEnergy, MixtureEnergy, MLPEnergy, PolynomialEnergy
 from .losses import cd_loss, importance_sampling_gradient_loss, importance_sampling_nll
 from .training import History, robbins_monro_schedule, train
 
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "autodiff", "energies", "exact", "gaussian_scale", "losses", "partition", "plotting", "proposals", "samplers",
     "training", "validation",
-    "GaussianEnergy", "MLPEnergy", "PolynomialEnergy", "cd_loss", "importance_sampling_nll",
+    "GaussianEnergy", "MixtureEnergy", "MLPEnergy", "PolynomialEnergy", "cd_loss", "importance_sampling_nll",
     "importance_sampling_gradient_loss",
     "History", "robbins_monro_schedule", "train",
 ]

@@ -11,6 +11,7 @@ Its learnable parameters are ordinary ``nn.Parameter`` s, so
   :math:`E(x) = \sum_j \theta_j x^{k_j}` (for example a quartic), whose
   normalizer has no closed form but is computed by quadrature in :mod:`ebmlib.exact`.
 * :class:`MLPEnergy`: a small neural network energy.
+* :class:`MixtureEnergy`: a finite mixture of unnormalized densities, each with its own (estimated) normalizer.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import nn
 
 from .validation import check_generator, check_int
 
-__all__ = ["GaussianEnergy", "PolynomialEnergy", "MLPEnergy"]
+__all__ = ["GaussianEnergy", "PolynomialEnergy", "MLPEnergy", "MixtureEnergy"]
 
 
 def _check_input(x: torch.Tensor, dim: int, name: str = "x") -> None:
@@ -231,3 +232,69 @@ class MLPEnergy(nn.Module):
         """Energy of each row of ``x`` (shape ``(n, d)``), returned with shape ``(n,)``."""
         _check_input(x, self.dim)
         return self.net(x).squeeze(-1)
+
+
+class MixtureEnergy(nn.Module):
+    r"""A finite mixture of energy-based models (Eq. 26 of :cite:p:`ebmgradientnote`).
+
+    .. math::
+
+        p(x\mid\pi,\theta) = \sum_{g=1}^G \pi_g\,\frac{\phi_g(x\mid\theta_g)}{Z_g(\theta_g)},
+        \qquad E(x) = -\log\sum_g \exp\{\log\pi_g - E_g(x\mid\theta_g) - \log Z_g(\theta_g)\},
+
+    with :math:`\pi = \operatorname{softmax}(\text{logits})`. Each component keeps its own normalizer, supplied as
+    a callable: the exact :math:`\log Z_g` when it is known, or an importance-sampling estimate such as
+    ``lambda: log_partition_is(-component(y_g), log_q_g)`` with fixed draws ``y_g`` (Geyer's method per
+    component). When every :math:`\log Z_g` is exact the mixture is normalized, so the average of
+    :math:`E` over data *is* the NLL.
+
+    Parameters
+    ----------
+    components : sequence of nn.Module
+        The component energies :math:`E_g`, all on the same dimension.
+    log_partitions : sequence of callables
+        ``log_partitions[g]()`` returns :math:`\log Z_g` (a scalar tensor, differentiable in :math:`\theta_g`).
+    weights : array-like of shape (G,), optional
+        Initial mixing weights (positive; normalized here). Default: equal weights.
+    """
+
+    def __init__(self, components, log_partitions, weights=None):
+        super().__init__()
+        components = list(components)
+        log_partitions = list(log_partitions)
+        if len(components) < 1 or len(components) != len(log_partitions):
+            raise ValueError(f"need one log_partitions callable per component, got {len(components)} components "
+                             f"and {len(log_partitions)} callables")
+        if not all(callable(f) for f in log_partitions):
+            raise TypeError("log_partitions must be callables returning log Z_g")
+        dims = {getattr(c, "dim", None) for c in components}
+        if len(dims) != 1:
+            raise ValueError(f"all components must share one dimension, got {dims}")
+        self.dim = dims.pop()
+        self.components = nn.ModuleList(components)
+        self._log_partitions = log_partitions
+        w = torch.full((len(components),), 1.0 / len(components), dtype=torch.float64) if weights is None \
+            else torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+        if w.numel() != len(components) or not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
+            raise ValueError(f"weights must be {len(components)} positive numbers, got {weights!r}")
+        self.logits = nn.Parameter(torch.log(w / w.sum()))
+
+    def weights(self) -> torch.Tensor:
+        """Mixing weights :math:`\pi`, shape ``(G,)``."""
+        return torch.softmax(self.logits, dim=0)
+
+    def component_log_densities(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log\pi_g - E_g(x) - \log Z_g` for each component and point, shape ``(G, n)``."""
+        _check_input(x, self.dim)
+        log_pi = torch.log_softmax(self.logits, dim=0)
+        rows = [log_pi[g].to(x.dtype) - comp(x) - self._log_partitions[g]().to(x.dtype)
+                for g, comp in enumerate(self.components)]
+        return torch.stack(rows)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Mixture energy of each row of ``x`` (shape ``(n, d)``), shape ``(n,)``."""
+        return -torch.logsumexp(self.component_log_densities(x), dim=0)
+
+    def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior component probabilities of each point, shape ``(n, G)``."""
+        return torch.softmax(self.component_log_densities(x), dim=0).T

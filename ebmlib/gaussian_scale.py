@@ -48,7 +48,8 @@ from .partition import log_partition_is_grid
 from .proposals import GaussianProposal, StudentTProposal
 from .validation import check_batch, check_generator, check_int, check_positive, check_tensor
 
-__all__ = ["energy", "log_partition", "nll", "mle", "standardized_draws", "log_z_hat_curves", "j_gl_curves",
+__all__ = ["energy", "log_partition", "nll", "mle", "standardized_draws", "log_z_hat_curves", "ess_curves",
+           "j_gl_curves",
            "PAPER_PROPOSALS", "paper_experiment", "grid_argmin", "relative_second_moment"]
 
 
@@ -119,6 +120,25 @@ def log_z_hat_curves(thetas, t: torch.Tensor, *, loc: float, scale_intercept: fl
     -------
     torch.Tensor, shape (R, L)
     """
+    features, coefficients = _features_and_coefficients(thetas, t, loc, scale_intercept, scale_slope, df)
+    return log_partition_is_grid(features, coefficients, chunk_size=chunk_size)
+
+
+def ess_curves(thetas, t: torch.Tensor, *, loc: float, scale_intercept: float, scale_slope: float = 0.0,
+               df: float | None = None, chunk_size: int = 2) -> torch.Tensor:
+    r"""Effective sample size :math:`(\sum_m w_m)^2/\sum_m w_m^2` of every run at every :math:`\theta`, shape ``(R, L)``.
+
+    Since :math:`\log w^2 = 2\log w` is linear in the same features with doubled coefficients, both sums come from
+    :func:`~ebmlib.partition.log_partition_is_grid`. Arguments as in :func:`log_z_hat_curves`.
+    """
+    features, coefficients = _features_and_coefficients(thetas, t, loc, scale_intercept, scale_slope, df)
+    log_mean_w = log_partition_is_grid(features, coefficients, chunk_size=chunk_size)
+    log_mean_w2 = log_partition_is_grid(features, 2 * coefficients, chunk_size=chunk_size)
+    return t.shape[1] * torch.exp(2 * log_mean_w - log_mean_w2)
+
+
+def _features_and_coefficients(thetas, t, loc, scale_intercept, scale_slope, df):
+    """Features (R, K, M) of the draws and coefficients (L, K) such that log w = C F (see the module docstring)."""
     th = _thetas(thetas)
     check_tensor(t, "t")
     if t.ndim != 2:
@@ -139,7 +159,7 @@ def log_z_hat_curves(thetas, t: torch.Tensor, *, loc: float, scale_intercept: fl
     else:
         features[:, 3] = StudentTProposal(check_positive(df, "df")).log_prob(t.reshape(-1, 1)).reshape(t.shape)
         coefficients.append(-torch.ones_like(th))
-    return log_partition_is_grid(features, torch.stack(coefficients, dim=1), chunk_size=chunk_size)
+    return features, torch.stack(coefficients, dim=1)
 
 
 def j_gl_curves(x: torch.Tensor, thetas, t: torch.Tensor, *, loc: float, scale_intercept: float,

@@ -134,3 +134,34 @@ def test_mlp_rejects_bad_sizes():
         MLPEnergy(2, (8, 0))
     with pytest.raises(TypeError, match="dim"):
         MLPEnergy(2.5, 8)
+
+
+def test_mixture_energy_matches_closed_form_and_is_normalized():
+    from ebmlib import MixtureEnergy
+    from ebmlib.exact import log_partition_quadrature
+    c1, c2 = GaussianEnergy(-2.0, 0.7), GaussianEnergy(1.5, 1.2)
+    mix = MixtureEnergy([c1, c2], [c1.log_partition, c2.log_partition], weights=[0.3, 0.7])
+    x = torch.linspace(-5, 5, 11, dtype=torch.float64)[:, None]
+    dens = 0.3 * torch.exp(c1.log_prob(x)) + 0.7 * torch.exp(c2.log_prob(x))
+    torch.testing.assert_close(mix(x), -torch.log(dens))
+    assert float(log_partition_quadrature(mix, (-15, 15)).detach()) == pytest.approx(0.0, abs=1e-10)
+    torch.testing.assert_close(mix.weights().detach(), torch.tensor([0.3, 0.7], dtype=torch.float64))
+    r = mix.responsibilities(x)
+    assert r.shape == (11, 2)
+    torch.testing.assert_close(r.sum(1), torch.ones(11, dtype=torch.float64))
+    # gradients reach the mixing logits and each component's parameters
+    mix(x).sum().backward()
+    assert mix.logits.grad is not None and c1.scale_tril.grad is not None and c2.mean.grad is not None
+
+
+def test_mixture_energy_rejects_bad_arguments():
+    from ebmlib import MixtureEnergy
+    c = GaussianEnergy(0.0, 1.0)
+    with pytest.raises(ValueError, match="one log_partitions callable per component"):
+        MixtureEnergy([c, c], [c.log_partition])
+    with pytest.raises(TypeError, match="callables"):
+        MixtureEnergy([c], [1.0])
+    with pytest.raises(ValueError, match="weights must be 2 positive"):
+        MixtureEnergy([c, GaussianEnergy(1.0, 1.0)], [c.log_partition, c.log_partition], weights=[1.0, -1.0])
+    with pytest.raises(ValueError, match="share one dimension"):
+        MixtureEnergy([c, GaussianEnergy([0.0, 0.0], 1.0)], [c.log_partition, c.log_partition])

@@ -91,3 +91,16 @@ def test_relative_second_moment_matches_closed_form_and_monte_carlo():
     var_pred = (float(rho) - 1) / 50
     assert abs(float(rel.mean()) - 1) < 4 * math.sqrt(var_pred / 4000)
     assert float(rel.var()) / var_pred == pytest.approx(1.0, abs=0.15)
+
+
+def test_ess_curves_match_the_generic_ess():
+    from ebmlib.partition import ess
+    t = gs.standardized_draws(2, 40, df=4.0, generator=torch.Generator().manual_seed(3))
+    thetas = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    curves = gs.ess_curves(thetas, t, loc=1.0, scale_intercept=1.0, scale_slope=0.5, df=4.0)
+    for r in range(2):
+        for l, th in enumerate(thetas):
+            s = 1.0 + 0.5 * float(th)
+            y = 1.0 + s * t[r][:, None]
+            log_w = -y[:, 0] ** 2 / (2 * th ** 2) - StudentTProposal(4.0, 1.0, s).log_prob(y)
+            assert float(curves[r, l]) == pytest.approx(float(ess(log_w)), rel=1e-10)
