@@ -251,16 +251,24 @@ def relative_second_moment(thetas, *, loc: float, scale_intercept: float, scale_
 
     It fixes the variance of the IS estimator (Eq. 7): :math:`\operatorname{Var}(\hat Z)/Z^2 = (\rho - 1)/M`, so by
     the delta method :math:`\operatorname{sd}(\log\hat Z)\approx\sqrt{(\rho-1)/M}` and
-    :math:`\mathrm{ESS}\approx M/\rho` for large :math:`M`. It is infinite when the proposal's tails are too light:
-    for a Gaussian proposal of scale :math:`s`, exactly when :math:`s \le \theta/\sqrt2`. Computed by
-    ``scipy.integrate.quad`` in log space; infinite values are returned as ``inf``.
+    :math:`\mathrm{ESS}\approx M/\rho` for large :math:`M`. It is infinite when the proposal's tails are too light.
+
+    For a Gaussian proposal :math:`\mathcal N(\mu, s^2)` and :math:`p=\mathcal N(0,\theta^2)`, with
+    :math:`a = 1/\theta^2` and :math:`b = 1/(2s^2)`,
+
+    .. math::
+
+        \rho = \frac{s}{\sqrt{2\pi}\,\theta^2}\sqrt{\frac{\pi}{a-b}}
+        \exp\left\{\frac{b^2\mu^2}{a-b} + b\mu^2\right\}\quad (a > b), \qquad \rho=\infty \text{ if } s\le\theta/\sqrt2 .
+
+    For a Student-t proposal it is finite for every :math:`\theta` and is computed by ``scipy.integrate.quad``.
 
     Returns
     -------
     torch.Tensor, shape (L,)
     """
     import numpy as np
-    from scipy import integrate, stats
+    from scipy import integrate, special
 
     th = _thetas(thetas)
     out = []
@@ -268,11 +276,21 @@ def relative_second_moment(thetas, *, loc: float, scale_intercept: float, scale_
         s = scale_intercept + scale_slope * theta
         if s <= 0:
             raise ValueError("the proposal scale a + b*theta must be positive on the whole grid")
-        if df is None and s * s <= theta * theta / 2:
-            out.append(math.inf)
+        if df is None:
+            a, b = 1 / theta ** 2, 1 / (2 * s * s)
+            if a <= b:
+                out.append(math.inf)
+                continue
+            out.append(s / (math.sqrt(2 * math.pi) * theta ** 2) * math.sqrt(math.pi / (a - b))
+                       * math.exp(b * b * loc * loc / (a - b) + b * loc * loc))
             continue
-        log_q = (lambda y: stats.norm.logpdf(y, loc, s)) if df is None else (lambda y: stats.t.logpdf(y, df, loc, s))
-        integrand = lambda y: math.exp(2 * stats.norm.logpdf(y, 0.0, theta) - log_q(y))
+        log_t_norm = special.gammaln((df + 1) / 2) - special.gammaln(df / 2) - 0.5 * math.log(df * math.pi) - math.log(s)
+        log_p_norm = -math.log(theta) - 0.5 * math.log(2 * math.pi)
+
+        def integrand(y, theta=theta, s=s):
+            log_q = log_t_norm - (df + 1) / 2 * math.log1p(((y - loc) / s) ** 2 / df)
+            return math.exp(2 * (log_p_norm - y * y / (2 * theta * theta)) - log_q)
+
         value, _ = integrate.quad(integrand, -np.inf, np.inf, epsabs=0, epsrel=1e-10, limit=200)
         out.append(value)
     return torch.tensor(out, dtype=torch.float64)

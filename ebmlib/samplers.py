@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from .partition import ess, log_partition_is
@@ -52,7 +53,7 @@ def independent_metropolis(energy_fn: Callable, proposal, *, n_steps: int, n_cha
         \qquad w = \phi / q ,
 
     in which :math:`Z` cancels. All candidates and their weights are computed in one batch; only the
-    accept/reject recursion is sequential. Chains run in parallel.
+    accept/reject recursion, on log weights alone, is sequential. Chains run in parallel.
 
     Parameters
     ----------
@@ -95,20 +96,30 @@ def independent_metropolis(energy_fn: Callable, proposal, *, n_steps: int, n_cha
     log_w_state = _log_weights(energy_fn, proposal, state)
     if bool((log_w_state == -float("inf")).all()):
         raise ValueError("the initial states have zero density under the model or the proposal")
-    log_u = torch.log(torch.rand(n_steps, n_chains, generator=generator, dtype=log_w_cand.dtype))
-    accepted = torch.zeros(n_chains, dtype=log_w_cand.dtype)
-    chain = torch.empty(n_steps, n_chains, d, dtype=state.dtype) if return_chain else None
-    for t in range(n_steps):
-        accept = log_u[t] < log_w_cand[t] - log_w_state
-        state = torch.where(accept[:, None], candidates[t], state)
-        log_w_state = torch.where(accept, log_w_cand[t], log_w_state)
-        accepted += accept
-        if chain is not None:
-            chain[t] = state
-    info = {"acceptance_rate": float(accepted.mean() / n_steps), "acceptance_per_chain": accepted / n_steps}
-    if chain is not None:
-        info["chain"] = chain
-    return state, info
+    log_u = torch.log(torch.rand(n_steps, n_chains, generator=generator, dtype=log_w_cand.dtype)).numpy()
+    # The recursion only needs log weights: run it on NumPy arrays, remember which candidate each chain holds
+    # (-1 for its initial state), and gather the states once at the end.
+    lw_cand = log_w_cand.numpy()
+    lw_state = log_w_state.numpy().copy()
+    held = np.full(n_chains, -1, dtype=np.int64)
+    history = np.empty((n_steps, n_chains), dtype=np.int64) if return_chain else None
+    n_accepted = np.zeros(n_chains, dtype=np.int64)
+    with np.errstate(invalid="ignore"):  # -inf - (-inf) is NaN, and NaN never accepts
+        for t in range(n_steps):
+            accept = log_u[t] < lw_cand[t] - lw_state
+            lw_state = np.where(accept, lw_cand[t], lw_state)
+            held = np.where(accept, t, held)
+            n_accepted += accept
+            if history is not None:
+                history[t] = held
+    pool = torch.cat([state[None], candidates])                    # (n_steps + 1, n_chains, d); index 0 = start
+    chains = torch.arange(n_chains)
+    final = pool[torch.from_numpy(held) + 1, chains]
+    rate = torch.from_numpy(n_accepted).to(log_w_cand.dtype) / n_steps
+    info = {"acceptance_rate": float(rate.mean()), "acceptance_per_chain": rate}
+    if history is not None:
+        info["chain"] = pool[torch.from_numpy(history) + 1, chains[None, :]]
+    return final, info
 
 
 def importance_resampling(energy_fn: Callable, proposal, *, n_samples: int, n_proposals: int | None = None,
