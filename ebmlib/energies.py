@@ -280,7 +280,7 @@ class MixtureEnergy(nn.Module):
         self.logits = nn.Parameter(torch.log(w / w.sum()))
 
     def weights(self) -> torch.Tensor:
-        """Mixing weights :math:`\pi`, shape ``(G,)``."""
+        r"""Mixing weights :math:`\pi`, shape ``(G,)``."""
         return torch.softmax(self.logits, dim=0)
 
     def component_log_densities(self, x: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ __all__ = [
     "exact_nll",
     "exact_nll_quadrature",
     "exact_nll_gradient",
+    "observed_information",
 ]
 
 #: Largest number of binary units :func:`log_partition_enumeration` accepts (2^26 ≈ 6.7e7 states).
@@ -313,3 +314,58 @@ def exact_nll_gradient(energy_fn: torch.nn.Module, x: torch.Tensor, bounds, n_po
     nll = exact_nll_quadrature(energy_fn, x, bounds, n_points, **kwargs)
     grads = torch.autograd.grad(nll, params)
     return nll.detach(), grads
+
+
+def observed_information(energy_fn: torch.nn.Module, x: torch.Tensor, log_z: Callable[[], torch.Tensor] | None = None):
+    r"""Observed information: the Hessian of :math:`J(\theta) = \sum_n E(x_n\mid\theta) + N\log Z(\theta)`.
+
+    At the MLE its inverse estimates the covariance of :math:`\hat\theta`, so the square roots of the diagonal of
+    its inverse are the usual standard errors; chapter 9 compares estimators against it (the Cramér–Rao bound).
+
+    Parameters
+    ----------
+    energy_fn : torch.nn.Module
+        The model; every parameter that requires grad is included, flattened in
+        :meth:`~torch.nn.Module.named_parameters` order.
+    x : torch.Tensor, shape (N, d)
+    log_z : callable, optional
+        Returns :math:`\log Z(\theta)` (for example ``energy.log_partition``); ``None`` for a model that is already
+        normalized (such as :class:`~ebmlib.energies.MixtureEnergy` with exact component normalizers).
+
+    Returns
+    -------
+    hessian : torch.Tensor, shape (P, P)
+    names : list of str
+        One entry per flattened coordinate, ``"name[i]"``.
+    """
+    check_batch(x, "x")
+    named = [(n, p) for n, p in energy_fn.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("energy_fn has no parameters that require grad")
+    sizes = [p.numel() for _, p in named]
+    objective_module = _TotalNLL(energy_fn, log_z)
+
+    def objective(v):
+        # functional_call swaps the parameters on the modules themselves, so log_z sees them too
+        params = {f"model.{n}": chunk.reshape(p.shape) for (n, p), chunk in zip(named, torch.split(v, sizes))}
+        return torch.func.functional_call(objective_module, params, (x,))
+
+    flat = torch.cat([p.detach().reshape(-1) for _, p in named])
+    hessian = torch.autograd.functional.hessian(objective, flat)
+    names = [f"{n}[{i}]" for (n, _), size in zip(named, sizes) for i in range(size)]
+    return hessian, names
+
+
+class _TotalNLL(torch.nn.Module):
+    """sum_n E(x_n) + N log Z, as a module so that torch.func.functional_call can swap its parameters."""
+
+    def __init__(self, model: torch.nn.Module, log_z):
+        super().__init__()
+        self.model = model
+        self.log_z = log_z
+
+    def forward(self, x):
+        total = self.model(x).sum()
+        if self.log_z is not None:
+            total = total + x.shape[0] * self.log_z()
+        return total

@@ -50,7 +50,7 @@ from .validation import check_batch, check_generator, check_int, check_positive,
 
 __all__ = ["energy", "log_partition", "nll", "mle", "standardized_draws", "log_z_hat_curves", "ess_curves",
            "j_gl_curves",
-           "PAPER_PROPOSALS", "paper_experiment", "grid_argmin", "relative_second_moment"]
+           "PAPER_PROPOSALS", "paper_experiment", "grid_argmin", "relative_second_moment", "weight_moment_finite"]
 
 
 def _thetas(thetas) -> torch.Tensor:
@@ -294,3 +294,25 @@ def relative_second_moment(thetas, *, loc: float, scale_intercept: float, scale_
         value, _ = integrate.quad(integrand, -np.inf, np.inf, epsabs=0, epsrel=1e-10, limit=200)
         out.append(value)
     return torch.tensor(out, dtype=torch.float64)
+
+
+def weight_moment_finite(thetas, k: int, *, loc: float, scale_intercept: float, scale_slope: float = 0.0,
+                         df: float | None = None) -> torch.Tensor:
+    r"""Whether the importance weight :math:`w = p/q` has a finite :math:`k`-th moment under :math:`q`, per :math:`\theta`.
+
+    :math:`\mathbb E_q[w^k] = \int p^k/q^{k-1}` is finite for a Gaussian proposal of scale :math:`s` exactly when
+    :math:`s^2 > (k-1)\theta^2/k` (for :math:`k=2`: :math:`s>\theta/\sqrt2`), and always for a Student-t proposal.
+    A sample variance of :math:`\hat Z` over runs is itself reliable only where the fourth moment is finite.
+
+    Returns
+    -------
+    torch.Tensor of bool, shape (L,)
+    """
+    th = _thetas(thetas)
+    k = check_int(k, "k", minimum=1)
+    s = scale_intercept + scale_slope * th
+    if bool((s <= 0).any()):
+        raise ValueError("the proposal scale a + b*theta must be positive on the whole grid")
+    if df is not None:
+        return torch.ones_like(th, dtype=torch.bool)
+    return s * s > (k - 1) * th * th / k

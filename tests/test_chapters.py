@@ -63,6 +63,8 @@ BAD_PARAMETERS = [
     ("01_mle_gradient.ipynb", ["-p", "THETA_STAR", "-1"], "THETA_STAR must be finite and > 0"),
     ("02_importance_sampling_mle.ipynb", ["-y", "M_VALUES: [-5, 100]"], "M_VALUES must be >= 2"),
     ("02_importance_sampling_mle.ipynb", ["-y", "Q1: [2.0, 0.0]"], "Q1 standard deviation must be finite and > 0"),
+    ("03_proposal_choice.ipynb", ["-p", "NARROW_SD", "0"], "NARROW_SD must be finite and > 0"),
+    ("03_proposal_choice.ipynb", ["-p", "GRAD_M", "-3"], "GRAD_M must be >= 2"),
 ]
 
 

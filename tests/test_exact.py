@@ -150,3 +150,22 @@ def test_exact_nll_rejects_bad_input():
     frozen = GaussianEnergy(0.0, 1.0, learn_mean=False, learn_scale=False)
     with pytest.raises(ValueError, match="params is empty"):
         exact_nll_gradient(frozen, torch.zeros(2, 1, dtype=torch.float64), (-10, 10))
+
+
+def test_observed_information_matches_gaussian_fisher_information(gen):
+    from ebmlib.exact import observed_information
+    x = 1.5 + 2.0 * torch.randn(500, 1, generator=gen, dtype=torch.float64)
+    mu, sd = float(x.mean()), float(x.std(unbiased=False))
+    g = GaussianEnergy(mu, sd)  # at the MLE the observed information is N * diag(1/s^2, 2/s^2)
+    H, names = observed_information(g, x, g.log_partition)
+    assert names == ["mean[0]", "scale_tril[0]"]
+    torch.testing.assert_close(H, torch.diag(torch.tensor([500 / sd ** 2, 1000 / sd ** 2], dtype=torch.float64)),
+                               rtol=1e-9, atol=1e-9)
+    # a normalized mixture needs no log_z; its Hessian is symmetric and finite
+    from ebmlib import MixtureEnergy
+    c1, c2 = GaussianEnergy(-1.0, 1.0), GaussianEnergy(2.0, 1.0)
+    H2, names2 = observed_information(MixtureEnergy([c1, c2], [c1.log_partition, c2.log_partition]), x)
+    assert H2.shape == (6, 6) and len(names2) == 6
+    torch.testing.assert_close(H2, H2.T)
+    with pytest.raises(ValueError, match="no parameters"):
+        observed_information(GaussianEnergy(0.0, 1.0, learn_mean=False, learn_scale=False), x)

@@ -112,3 +112,15 @@ def test_ess_curves_match_the_generic_ess():
             y = 1.0 + s * t[r][:, None]
             log_w = -y[:, 0] ** 2 / (2 * th ** 2) - StudentTProposal(4.0, 1.0, s).log_prob(y)
             assert float(curves[r, l]) == pytest.approx(float(ess(log_w)), rel=1e-10)
+
+
+def test_weight_moment_finiteness_boundary():
+    th = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    # k = 2 matches relative_second_moment being finite
+    fin2 = gs.weight_moment_finite(th, 2, loc=0.0, scale_intercept=2.0)
+    torch.testing.assert_close(fin2, torch.isfinite(gs.relative_second_moment(th, loc=0.0, scale_intercept=2.0)))
+    # k = 4 needs s^2 > 3 theta^2 / 4: s = 2 works for theta < 2.31
+    assert gs.weight_moment_finite(th, 4, loc=0.0, scale_intercept=2.0).tolist() == [True, True, False]
+    assert bool(gs.weight_moment_finite(th, 4, loc=0.0, scale_intercept=0.1, df=3.0).all())
+    with pytest.raises(ValueError, match="k must be"):
+        gs.weight_moment_finite(th, 0, loc=0.0, scale_intercept=1.0)
