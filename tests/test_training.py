@@ -12,8 +12,8 @@ def test_exact_gradient_descent_reaches_closed_form_mle(gen):
     g = GaussianEnergy(0.0, 1.0)
     hist = train(lambda t: exact_nll(g, x, g.log_partition()), g.parameters(), n_steps=400,
                  learning_rate=0.2, progress=False)
-    assert float(g.mean) == pytest.approx(float(x.mean()), abs=1e-8)
-    assert float(g.scale_tril) == pytest.approx(float(x.std(unbiased=False)), abs=1e-8)
+    assert float(g.mean.detach()) == pytest.approx(float(x.mean()), abs=1e-8)
+    assert float(g.scale_tril.detach()) == pytest.approx(float(x.std(unbiased=False)), abs=1e-8)
     assert hist["loss"][-1] < hist["loss"][0]
     assert len(hist["step"]) == 400
 
@@ -35,7 +35,7 @@ def test_robbins_monro_with_exact_samples_converges_within_monte_carlo_error(gen
     # Var(sigma_t) ~ a^2 g^2 / ((2ac - 1) t); the test allows 4 such standard errors.
     a, c, g_sd = lr * t0, 2 / mle ** 2, math.sqrt(2) / (10 * mle)
     se = math.sqrt(a ** 2 * g_sd ** 2 / ((2 * a * c - 1) * n_steps))
-    assert float(g.scale_tril) == pytest.approx(mle, abs=4 * se)
+    assert float(g.scale_tril.detach()) == pytest.approx(mle, abs=4 * se)
 
 
 def test_train_callbacks_logs_and_early_stop(gen):
@@ -44,7 +44,7 @@ def test_train_callbacks_logs_and_early_stop(gen):
     seen = []
 
     def cb(step, logs):
-        logs["mean"] = float(g.mean)
+        logs["mean"] = float(g.mean.detach())
         seen.append(step)
         return step == 4
 
