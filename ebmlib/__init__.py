@@ -16,7 +16,7 @@ Modules:
 - :mod:`ebmlib.validation`: argument checks that raise clear errors (also used by chapters for their parameters).
 """
 
-from . import (autodiff, energies, exact, gaussian_scale, losses, partition, plotting, proposals, samplers, training,
+from . import (autodiff, data, energies, exact, gaussian_scale, losses, partition, plotting, proposals, samplers, training,
                validation)
 from .energies import GaussianEnergy, MixtureEnergy, MLPEnergy, PolynomialEnergy
 from .losses import cd_loss, importance_sampling_gradient_loss, importance_sampling_nll
@@ -25,7 +25,7 @@ from .training import History, robbins_monro_schedule, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "autodiff", "energies", "exact", "gaussian_scale", "losses", "partition", "plotting", "proposals", "samplers",
+    "autodiff", "data", "energies", "exact", "gaussian_scale", "losses", "partition", "plotting", "proposals", "samplers",
     "training", "validation",
     "GaussianEnergy", "MixtureEnergy", "MLPEnergy", "PolynomialEnergy", "cd_loss", "importance_sampling_nll",
     "importance_sampling_gradient_loss",

@@ -6,14 +6,17 @@ the energy's parameters. Sign convention: :math:`p(x) \propto e^{-E(x)}`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
 from .partition import log_partition_is, self_normalized_weights
-from .validation import check_batch, check_energy_output, check_finite, check_tensor
+from .validation import (check_batch, check_energy_output, check_finite, check_generator, check_int, check_positive,
+                         check_tensor)
 
-__all__ = ["cd_loss", "importance_sampling_nll", "importance_sampling_gradient_loss"]
+__all__ = ["cd_loss", "importance_sampling_nll", "importance_sampling_gradient_loss", "score_matching_loss",
+           "denoising_score_matching_loss", "sliced_score_matching_loss", "nce_loss"]
 
 
 def cd_loss(energy_fn: Callable, x_pos: torch.Tensor, x_neg: torch.Tensor) -> torch.Tensor:
@@ -131,3 +134,179 @@ def importance_sampling_gradient_loss(energy_fn: Callable, x: torch.Tensor, y: t
     e_x, e_y = _check_proposal_batch(energy_fn, x, y.detach(), log_q_y.detach())
     weights = self_normalized_weights(-e_y.detach() - log_q_y.detach())
     return e_x.mean() - (weights * e_y).sum()
+
+
+def _scores(energy_fn, x: torch.Tensor, *, create_graph: bool = True):
+    """Model score s(x) = -grad_x E(x), shape (n, d), differentiable in the parameters; and x with grad enabled."""
+    x = x.detach().requires_grad_(True)
+    e = check_energy_output(energy_fn(x), x.shape[0])
+    (grad_e,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
+    return -grad_e, x
+
+
+def score_matching_loss(energy_fn: Callable, x: torch.Tensor) -> torch.Tensor:
+    r"""Hyvärinen's score-matching objective with the exact Hessian trace :cite:p:`hyvarinen2005`.
+
+    .. math::
+
+        J_{SM}(\theta) = \frac1N\sum_{n=1}^N \Bigl[\tfrac12\lVert s_\theta(x_n)\rVert^2
+        + \operatorname{tr}\nabla_x s_\theta(x_n)\Bigr],
+        \qquad s_\theta(x) = \nabla_x\log p(x\mid\theta) = -\nabla_x E(x\mid\theta).
+
+    Integration by parts turns the Fisher divergence
+    :math:`\tfrac12\mathbb E_{\text{data}}\lVert s_\theta - \nabla\log p_{\text{data}}\rVert^2` into this expression
+    plus a constant, removing the unknown data score; :math:`Z` never appears because it does not depend on
+    :math:`x`. The trace needs one extra backward pass per dimension, so the cost grows linearly in :math:`d`
+    (see :func:`sliced_score_matching_loss` for an :math:`O(1)` alternative).
+
+    Parameters
+    ----------
+    energy_fn : callable
+        Maps ``(n, d)`` to ``(n,)``; must be twice differentiable in ``x``.
+    x : torch.Tensor, shape (N, d)
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar, differentiable in the energy's parameters.
+    """
+    check_batch(x, "x")
+    s, x_req = _scores(energy_fn, x)
+    trace = torch.zeros(x.shape[0], dtype=s.dtype)
+    for i in range(x.shape[1]):
+        (row,) = torch.autograd.grad(s[:, i].sum(), x_req, create_graph=True)
+        trace = trace + row[:, i]
+    return (0.5 * (s * s).sum(dim=1) + trace).mean()
+
+
+def denoising_score_matching_loss(energy_fn: Callable, x: torch.Tensor, sigma: float,
+                                  generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Denoising score matching :cite:p:`vincent2011` with Gaussian noise of standard deviation ``sigma``.
+
+    .. math::
+
+        J_{DSM}(\theta) = \frac1N\sum_n \tfrac12\Bigl\lVert s_\theta(\tilde x_n) + \frac{\tilde x_n - x_n}{\sigma^2}\Bigr\rVert^2,
+        \qquad \tilde x_n = x_n + \sigma\varepsilon_n,\ \varepsilon_n\sim\mathcal N(0, I).
+
+    It needs no second derivatives, but it fits the score of the *noise-convolved* data density
+    :math:`p_{\text{data}} * \mathcal N(0,\sigma^2 I)`: for :math:`\mathcal N(0, s^2)` data it targets the precision
+    :math:`1/(s^2+\sigma^2)`, a bias that vanishes only as :math:`\sigma\to 0`, where the variance of the loss grows
+    like :math:`1/\sigma^2`.
+
+    Parameters
+    ----------
+    energy_fn : callable
+    x : torch.Tensor, shape (N, d)
+    sigma : float
+        Noise level, > 0.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar.
+    """
+    check_batch(x, "x")
+    sigma = check_positive(sigma, "sigma")
+    check_generator(generator)
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    x_noisy = x.detach() + sigma * noise
+    s, _ = _scores(energy_fn, x_noisy)
+    return 0.5 * ((s + noise / sigma) ** 2).sum(dim=1).mean()
+
+
+def sliced_score_matching_loss(energy_fn: Callable, x: torch.Tensor, n_projections: int = 1,
+                               generator: torch.Generator | None = None, *,
+                               variance_reduction: bool = True) -> torch.Tensor:
+    r"""Sliced score matching :cite:p:`song2019sliced`: the Hessian trace replaced by random projections.
+
+    With :math:`v\sim\mathcal N(0, I)`, :math:`\mathbb E[v^\top\nabla_x s\,v] = \operatorname{tr}\nabla_x s`, so
+
+    .. math::
+
+        J_{SSM}(\theta) = \frac1N\sum_n \frac1K\sum_{k=1}^K\Bigl[v_{nk}^\top \nabla_x\bigl(v_{nk}^\top s_\theta(x_n)\bigr)
+        + \tfrac12\lVert s_\theta(x_n)\rVert^2\Bigr]
+
+    is unbiased for :func:`score_matching_loss` and costs one extra backward pass whatever the dimension. With
+    ``variance_reduction=False`` the quadratic term is the projected :math:`\tfrac12 (v^\top s)^2` instead of its
+    expectation :math:`\tfrac12\lVert s\rVert^2` (the original, noisier form).
+
+    Parameters
+    ----------
+    energy_fn : callable
+    x : torch.Tensor, shape (N, d)
+    n_projections : int
+        Projections :math:`K` per data point.
+    generator : torch.Generator, optional
+    variance_reduction : bool
+        Use the exact :math:`\tfrac12\lVert s\rVert^2` (default) rather than its projected estimate.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar.
+    """
+    check_batch(x, "x")
+    n_projections = check_int(n_projections, "n_projections")
+    check_generator(generator)
+    n, d = x.shape
+    x_rep = x.detach().repeat_interleave(n_projections, dim=0)
+    v = torch.randn(n * n_projections, d, generator=generator, dtype=x.dtype)
+    s, x_req = _scores(energy_fn, x_rep)
+    sv = (s * v).sum(dim=1)
+    (grad_sv,) = torch.autograd.grad(sv.sum(), x_req, create_graph=True)
+    quad = 0.5 * (s * s).sum(dim=1) if variance_reduction else 0.5 * sv * sv
+    return ((grad_sv * v).sum(dim=1) + quad).mean()
+
+
+def nce_loss(energy_fn: Callable, log_z: torch.Tensor, x_data: torch.Tensor, x_noise: torch.Tensor,
+             log_q_data: torch.Tensor, log_q_noise: torch.Tensor) -> torch.Tensor:
+    r"""Noise-contrastive estimation :cite:p:`gutmann2010,gutmann2012` with :math:`\log Z` a learned parameter.
+
+    The model :math:`\log p_\theta(x) = -E(x\mid\theta) - c` with :math:`c` standing for :math:`\log Z` is fitted by
+    logistic regression between the :math:`N` data points and :math:`\nu N` noise points from :math:`q`,
+    :math:`\nu` = ``len(x_noise) / len(x_data)``:
+
+    .. math::
+
+        G(x) = \log p_\theta(x) - \log q(x) - \log\nu, \\
+        J_{NCE}(\theta, c) = -\frac1N\Bigl[\sum_n \log\sigma\bigl(G(x_n)\bigr)
+        + \sum_m \log\bigl(1-\sigma(G(y_m))\bigr)\Bigr].
+
+    Because the classifier can only succeed if :math:`p_\theta` is normalized, the minimizer has
+    :math:`c\approx\log Z(\theta)`: normalization is learned rather than computed. NCE is consistent for any noise
+    with support covering the data's, and approaches the MLE's efficiency as :math:`\nu` grows.
+
+    Parameters
+    ----------
+    energy_fn : callable
+    log_z : torch.Tensor
+        Scalar :math:`c`, usually an ``nn.Parameter`` trained with the energy.
+    x_data : torch.Tensor, shape (N, d)
+    x_noise : torch.Tensor, shape (M, d)
+    log_q_data, log_q_noise : torch.Tensor, shapes (N,) and (M,)
+        Normalized noise log densities at the data and at the noise samples.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar (the loss per data point).
+    """
+    check_batch(x_data, "x_data")
+    check_batch(x_noise, "x_noise", dim=x_data.shape[1])
+    check_tensor(log_z, "log_z")
+    if log_z.numel() != 1:
+        raise ValueError(f"log_z must be a scalar, got shape {tuple(log_z.shape)}")
+    for name, lq, n in (("log_q_data", log_q_data, x_data.shape[0]), ("log_q_noise", log_q_noise, x_noise.shape[0])):
+        check_tensor(lq, name)
+        if lq.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},), got {tuple(lq.shape)}")
+        check_finite(lq, name)
+    log_nu = math.log(x_noise.shape[0] / x_data.shape[0])
+    e_data = check_energy_output(energy_fn(x_data), x_data.shape[0])
+    e_noise = check_energy_output(energy_fn(x_noise), x_noise.shape[0])
+    c = log_z.reshape(())
+    g_data = -e_data - c - log_q_data - log_nu
+    g_noise = -e_noise - c - log_q_noise - log_nu
+    return -(torch.nn.functional.logsigmoid(g_data).sum()
+             + torch.nn.functional.logsigmoid(-g_noise).sum()) / x_data.shape[0]
