@@ -229,7 +229,9 @@ def sliced_score_matching_loss(energy_fn: Callable, x: torch.Tensor, n_projectio
 
     is unbiased for :func:`score_matching_loss` and costs one extra backward pass whatever the dimension. With
     ``variance_reduction=False`` the quadratic term is the projected :math:`\tfrac12 (v^\top s)^2` instead of its
-    expectation :math:`\tfrac12\lVert s\rVert^2` (the original, noisier form).
+    expectation :math:`\tfrac12\lVert s\rVert^2`. Keeping the expectation removes that term's variance, but the
+    total does not always fall: per point, the plain form's variance exceeds the reduced one's by
+    :math:`\tfrac12\lVert s\rVert^4 + 2\,s^\top(\nabla_x s)\,s`, which can be negative.
 
     Parameters
     ----------
@@ -239,7 +241,8 @@ def sliced_score_matching_loss(energy_fn: Callable, x: torch.Tensor, n_projectio
         Projections :math:`K` per data point.
     generator : torch.Generator, optional
     variance_reduction : bool
-        Use the exact :math:`\tfrac12\lVert s\rVert^2` (default) rather than its projected estimate.
+        Use the exact :math:`\tfrac12\lVert s\rVert^2` (default) rather than its projected estimate
+        (the "SSM-VR" form of :cite:p:`song2019sliced`).
 
     Returns
     -------

@@ -60,3 +60,12 @@ def test_check_bounds_and_energy_output():
         check_bounds([(1, 2, 3)])
     with pytest.raises(ValueError, match="energy_fn must map"):
         check_energy_output(torch.zeros(3, 1), 3)
+
+
+def test_best_time_runs_the_function_and_validates():
+    from ebmlib.timing import best_time
+    calls = []
+    t = best_time(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5 and t >= 0
+    with pytest.raises(ValueError, match="repeats"):
+        best_time(lambda: None, repeats=0)
