@@ -11,6 +11,7 @@ Modules:
 - :mod:`ebmlib.samplers`: samplers (independent Metropolis-Hastings, IS with resampling).
 - :mod:`ebmlib.gaussian_scale`: the reference paper's Section 7 experiment, vectorized over runs and theta.
 - :mod:`ebmlib.data`: toy densities with exact log densities.
+- :mod:`ebmlib.estimators`: batched estimators for exponential families (NCE by Newton's method).
 - :mod:`ebmlib.timing`: a minimal timing helper for cost figures and benchmarks.
 - :mod:`ebmlib.losses`: losses to minimize (contrastive / Monte-Carlo ML, Geyer IS-NLL, IS gradient).
 - :mod:`ebmlib.training`: the one training loop.
@@ -18,8 +19,8 @@ Modules:
 - :mod:`ebmlib.validation`: argument checks that raise clear errors (also used by chapters for their parameters).
 """
 
-from . import (autodiff, data, energies, exact, gaussian_scale, losses, partition, plotting, proposals, samplers, timing,
-               training, validation)
+from . import (autodiff, data, energies, estimators, exact, gaussian_scale, losses, partition, plotting, proposals,
+               samplers, timing, training, validation)
 from .energies import GaussianEnergy, MixtureEnergy, MLPEnergy, PolynomialEnergy
 from .losses import (cd_loss, denoising_score_matching_loss, importance_sampling_gradient_loss, importance_sampling_nll,
                      nce_loss, score_matching_loss, sliced_score_matching_loss)
@@ -28,7 +29,7 @@ from .training import History, robbins_monro_schedule, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "autodiff", "data", "energies", "exact", "gaussian_scale", "losses", "partition", "plotting", "proposals", "samplers",
+    "autodiff", "data", "energies", "estimators", "exact", "gaussian_scale", "losses", "partition", "plotting", "proposals", "samplers",
     "timing", "training", "validation",
     "GaussianEnergy", "MixtureEnergy", "MLPEnergy", "PolynomialEnergy", "cd_loss", "importance_sampling_nll",
     "importance_sampling_gradient_loss", "score_matching_loss", "denoising_score_matching_loss",

@@ -171,3 +171,45 @@ def test_nce_rejects_bad_input():
         nce_loss(e, c, x, y, torch.full((4,), float("nan"), dtype=torch.float64), lq(8))
     with pytest.raises(ValueError, match="x_noise must have 1 columns"):
         nce_loss(e, c, x, torch.zeros(8, 2, dtype=torch.float64), lq(4), lq(8))
+
+
+def test_batched_nce_matches_the_generic_loss_fit():
+    from ebmlib.estimators import nce_exponential_family
+    g = torch.Generator().manual_seed(3)
+    R, n, nu = 3, 400, 5
+    q = GaussianProposal(0.0, 2.0)
+    x = 1.3 * torch.randn(R, n, 1, generator=g, dtype=torch.float64)
+    y = q.sample(R * n * nu, generator=g).reshape(R, n * nu, 1)
+    lq_x = q.log_prob(x.reshape(-1, 1)).reshape(R, n)
+    lq_y = q.log_prob(y.reshape(-1, 1)).reshape(R, n * nu)
+    stats_x = torch.cat([x, x ** 2], dim=2)                          # E = theta_1 x + theta_2 x^2
+    stats_y = torch.cat([y, y ** 2], dim=2)
+    theta, c = nce_exponential_family(stats_x, stats_y, lq_x, lq_y)
+    for r in range(R):
+        e = PolynomialEnergy([0.0, 0.3], powers=(1, 2))
+        cc = torch.nn.Parameter(torch.tensor(0.0, dtype=torch.float64))
+        opt = torch.optim.LBFGS(list(e.parameters()) + [cc], lr=1, max_iter=500, line_search_fn="strong_wolfe",
+                                tolerance_grad=1e-13, tolerance_change=1e-15)
+
+        def closure():
+            opt.zero_grad()
+            loss = nce_loss(e, cc, x[r], y[r], lq_x[r], lq_y[r])
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        torch.testing.assert_close(theta[r], e.theta.detach(), rtol=0, atol=1e-6)
+        assert float(c[r]) == pytest.approx(float(cc.detach()), abs=1e-6)
+
+
+def test_batched_nce_rejects_bad_input():
+    from ebmlib.estimators import nce_exponential_family
+    z = torch.zeros
+    with pytest.raises(ValueError, match="disagree"):
+        nce_exponential_family(z(2, 3, 1), z(2, 4, 2), z(2, 3), z(2, 4))
+    with pytest.raises(ValueError, match="log_q_data must have shape"):
+        nce_exponential_family(z(2, 3, 1), z(2, 4, 1), z(2, 2), z(2, 4))
+    with pytest.raises(ValueError, match="at least one point"):
+        nce_exponential_family(z(2, 0, 1), z(2, 4, 1), z(2, 0), z(2, 4))
+    with pytest.raises(ValueError, match="stats_noise contains NaN"):
+        nce_exponential_family(z(2, 3, 1), torch.full((2, 4, 1), float("nan")), z(2, 3), z(2, 4))
