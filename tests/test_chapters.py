@@ -67,6 +67,8 @@ BAD_PARAMETERS = [
     ("03_proposal_choice.ipynb", ["-p", "GRAD_M", "-3"], "GRAD_M must be >= 2"),
     ("06_score_matching.ipynb", ["-y", "SIGMAS: [0.1, -0.2]"], "SIGMAS must be finite and > 0"),
     ("06_score_matching.ipynb", ["-p", "BATCH", "0"], "BATCH must be >= 2"),
+    ("07_noise_contrastive_estimation.ipynb", ["-y", "NU_VALUES: [0, 10]"], "NU_VALUES must be finite and > 0"),
+    ("07_noise_contrastive_estimation.ipynb", ["-y", "NOISE_SDS: [-1.0]"], "NOISE_SDS must be finite and > 0"),
 ]
 
 
