@@ -87,7 +87,8 @@ def test_sliced_variance_matches_the_exact_formulas():
     for vr, expected in ((True, var_vr), (False, var_plain)):
         draws = torch.tensor([float(sliced_score_matching_loss(g, x, 1, torch.Generator().manual_seed(k),
                                                                variance_reduction=vr).detach()) for k in range(K)])
-        # a sample variance of K draws has relative SE sqrt((kurtosis - 1) / K); kurtosis of these draws is < 15
+        # a sample variance of K draws has relative SE sqrt((kurtosis - 1) / K); each draw is a Gaussian quadratic
+        # form v^T A v, whose kurtosis is at most that of chi^2_1, 15
         assert abs(float(draws.var()) / expected - 1) < 4 * math.sqrt(14 / K)
 
 
