@@ -68,7 +68,7 @@ BAD_PARAMETERS = [
     ("06_score_matching.ipynb", ["-y", "SIGMAS: [0.1, -0.2]"], "SIGMAS must be finite and > 0"),
     ("06_score_matching.ipynb", ["-p", "BATCH", "0"], "BATCH must be >= 2"),
     ("07_noise_contrastive_estimation.ipynb", ["-y", "NU_VALUES: [0, 10]"], "NU_VALUES must be finite and > 0"),
-    ("07_noise_contrastive_estimation.ipynb", ["-y", "NOISE_SDS: [-1.0]"], "NOISE_SDS must be finite and > 0"),
+    ("07_noise_contrastive_estimation.ipynb", ["-y", "NOISE_SCALES: [-1.0]"], "NOISE_SCALES must be finite and > 0"),
 ]
 
 
