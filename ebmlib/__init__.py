@@ -8,7 +8,8 @@ Modules:
 - :mod:`ebmlib.autodiff`: per-sample parameter gradients and input gradients of an energy.
 - :mod:`ebmlib.partition`: importance-sampling estimates of log Z, effective sample size.
 - :mod:`ebmlib.proposals`: proposal densities (Gaussian, Student-t) for IS and independent MH.
-- :mod:`ebmlib.samplers`: samplers (independent Metropolis-Hastings, IS with resampling).
+- :mod:`ebmlib.samplers`: MCMC (random-walk Metropolis, ULA, MALA, HMC) behind one interface, independent MH, IS with resampling.
+- :mod:`ebmlib.diagnostics`: autocorrelation, integrated autocorrelation time and effective sample size of chains.
 - :mod:`ebmlib.gaussian_scale`: the reference paper's Section 7 experiment, vectorized over runs and theta.
 - :mod:`ebmlib.data`: toy densities with exact log densities.
 - :mod:`ebmlib.estimators`: batched estimators for exponential families (NCE by Newton's method).
@@ -19,20 +20,20 @@ Modules:
 - :mod:`ebmlib.validation`: argument checks that raise clear errors (also used by chapters for their parameters).
 """
 
-from . import (autodiff, data, energies, estimators, exact, gaussian_scale, losses, partition, plotting, proposals,
+from . import (autodiff, data, diagnostics, energies, estimators, exact, gaussian_scale, losses, partition, plotting, proposals,
                samplers, timing, training, validation)
 from .energies import GaussianEnergy, MixtureEnergy, MLPEnergy, PolynomialEnergy
 from .losses import (cd_loss, denoising_score_matching_loss, importance_sampling_gradient_loss, importance_sampling_nll,
                      nce_loss, score_matching_loss, sliced_score_matching_loss)
-from .training import History, robbins_monro_schedule, train
+from .training import History, ReplayBuffer, robbins_monro_schedule, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "autodiff", "data", "energies", "estimators", "exact", "gaussian_scale", "losses", "partition", "plotting", "proposals", "samplers",
+    "autodiff", "data", "diagnostics", "energies", "estimators", "exact", "gaussian_scale", "losses", "partition", "plotting", "proposals", "samplers",
     "timing", "training", "validation",
     "GaussianEnergy", "MixtureEnergy", "MLPEnergy", "PolynomialEnergy", "cd_loss", "importance_sampling_nll",
     "importance_sampling_gradient_loss", "score_matching_loss", "denoising_score_matching_loss",
     "sliced_score_matching_loss", "nce_loss",
-    "History", "robbins_monro_schedule", "train",
+    "History", "ReplayBuffer", "robbins_monro_schedule", "train",
 ]

@@ -19,7 +19,8 @@ __all__ = ["cd_loss", "importance_sampling_nll", "importance_sampling_gradient_l
            "denoising_score_matching_loss", "sliced_score_matching_loss", "nce_loss"]
 
 
-def cd_loss(energy_fn: Callable, x_pos: torch.Tensor, x_neg: torch.Tensor) -> torch.Tensor:
+def cd_loss(energy_fn: Callable, x_pos: torch.Tensor, x_neg: torch.Tensor, *,
+            energy_penalty: float = 0.0) -> torch.Tensor:
     r"""The contrastive surrogate whose gradient is the Monte-Carlo ML gradient.
 
     .. math::
@@ -44,6 +45,10 @@ def cd_loss(energy_fn: Callable, x_pos: torch.Tensor, x_neg: torch.Tensor) -> to
         Data (positive samples).
     x_neg : torch.Tensor, shape (M, d)
         Model samples (negative samples).
+    energy_penalty : float >= 0
+        Weight :math:`\alpha` of the energy-magnitude regularizer
+        :math:`\alpha(\overline{E(x^+)^2} + \overline{E(x^-)^2})` of :cite:t:`du2019implicit`, a standard cure
+        for energies that drift to large magnitudes when the negative samples lag behind the model.
 
     Returns
     -------
@@ -52,9 +57,13 @@ def cd_loss(energy_fn: Callable, x_pos: torch.Tensor, x_neg: torch.Tensor) -> to
     """
     check_batch(x_pos, "x_pos")
     check_batch(x_neg, "x_neg", dim=x_pos.shape[1])
+    alpha = check_positive(energy_penalty, "energy_penalty", allow_zero=True)
     e_pos = check_energy_output(energy_fn(x_pos), x_pos.shape[0])
     e_neg = check_energy_output(energy_fn(x_neg.detach()), x_neg.shape[0])
-    return e_pos.mean() - e_neg.mean()
+    loss = e_pos.mean() - e_neg.mean()
+    if alpha > 0:
+        loss = loss + alpha * ((e_pos ** 2).mean() + (e_neg ** 2).mean())
+    return loss
 
 
 def _check_proposal_batch(energy_fn, x, y, log_q_y):

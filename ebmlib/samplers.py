@@ -3,7 +3,20 @@ r"""Samplers for :math:`p(x) \propto \exp(-E(x))`.
 Every sampler returns ``(x, info)``: the samples, shape ``(n, d)``, and a dict of diagnostics that always holds
 ``"acceptance_rate"`` (1.0 for samplers without an accept/reject step).
 
-This module holds the two samplers of Section 6 of :cite:p:`ebmgradientnote`, both built on a proposal
+**Local MCMC** (chapter 4): one interface, :func:`sample`, with ``method`` one of
+
+* ``"rw_metropolis"``: random-walk Metropolis, proposal :math:`x' = x + s\,\xi`, :math:`s` = ``step_size``;
+* ``"langevin"``: the unadjusted Langevin algorithm (ULA), :math:`x' = x - \varepsilon\nabla E(x) + \sqrt{2\varepsilon}\,\xi`;
+* ``"mala"``: the same proposal, corrected by a Metropolis–Hastings test;
+* ``"hmc"``: Hamiltonian Monte Carlo with ``n_leapfrog`` leapfrog steps of size :math:`\varepsilon` and unit mass.
+
+Each method is also a per-step kernel (:data:`KERNELS`) acting on a :class:`ChainState`, which carries the
+energies and input gradients of the current states so that no evaluation is repeated: MALA and HMC reuse the
+gradient computed at the end of the previous step. Persistent chains (PCD, :mod:`ebmlib.training`) advance a few
+steps at a time through :func:`sample` or :func:`step`. Input gradients are taken with
+:func:`torch.autograd.grad` with respect to ``x`` only, so the parameters' ``.grad`` is never touched.
+
+**Independent-proposal samplers** (Section 6 of :cite:p:`ebmgradientnote`), built on a proposal
 :math:`q` that does not depend on the current state (see :mod:`ebmlib.proposals`):
 
 * :func:`independent_metropolis`: Metropolis–Hastings with an independent proposal. The acceptance probability
@@ -14,16 +27,271 @@ This module holds the two samplers of Section 6 of :cite:p:`ebmgradientnote`, bo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .partition import ess, log_partition_is
-from .validation import check_batch, check_energy_output, check_generator, check_int
+from .validation import check_batch, check_energy_output, check_generator, check_int, check_positive
 
-__all__ = ["independent_metropolis", "importance_resampling"]
+__all__ = ["ChainState", "KERNELS", "METHODS", "sample", "step", "init_state", "rw_metropolis_step", "langevin_step",
+           "mala_step", "hmc_step", "ula_gaussian_variance", "independent_metropolis", "importance_resampling"]
 
+
+# ----------------------------------------------------------------------------------------------------------------
+# Local MCMC: kernels on a ChainState, and the one entry point sample()
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class ChainState:
+    r"""The current states of a batch of chains, with what is known about them.
+
+    Attributes
+    ----------
+    x : torch.Tensor, shape (n_chains, d)
+        Current states (detached).
+    energy : torch.Tensor, shape (n_chains,), optional
+        :math:`E(x)`, when it has been computed.
+    grad : torch.Tensor, shape (n_chains, d), optional
+        :math:`\nabla_x E(x)`, when it has been computed.
+    """
+
+    x: torch.Tensor
+    energy: torch.Tensor | None = None
+    grad: torch.Tensor | None = None
+
+
+def _energy(energy_fn, x):
+    with torch.no_grad():
+        return check_energy_output(energy_fn(x), x.shape[0])
+
+
+def _energy_and_grad(energy_fn, x):
+    r"""One forward and one backward pass: :math:`E(x)` and :math:`\nabla_x E(x)`, both detached.
+
+    The gradient is taken with respect to ``x`` only, so parameters' ``.grad`` fields are untouched.
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        e = energy_fn(x)
+        check_energy_output(e, x.shape[0])
+        (g,) = torch.autograd.grad(e.sum(), x)
+    return e.detach(), g
+
+
+def init_state(energy_fn: Callable, x0: torch.Tensor, *, need_grad: bool = True) -> ChainState:
+    """A :class:`ChainState` at ``x0`` with its energies (and input gradients when ``need_grad``)."""
+    x0 = check_batch(x0, "x0").detach()
+    if need_grad:
+        e, g = _energy_and_grad(energy_fn, x0)
+        return ChainState(x0, e, g)
+    return ChainState(x0, _energy(energy_fn, x0), None)
+
+
+def _accept(log_ratio: torch.Tensor, generator) -> torch.Tensor:
+    """Metropolis–Hastings test: accept where log U < log_ratio (NaN never accepts)."""
+    u = torch.rand(log_ratio.shape, generator=generator, dtype=log_ratio.dtype)
+    return torch.log(u) < log_ratio
+
+
+def rw_metropolis_step(energy_fn: Callable, state: ChainState, *, step_size: float,
+                       generator: torch.Generator | None = None) -> tuple[ChainState, torch.Tensor]:
+    r"""One random-walk Metropolis step: propose :math:`x' = x + s\,\xi`, accept with :math:`\min\{1, e^{E(x)-E(x')}\}`.
+
+    Returns the new state and the boolean acceptance mask, shape ``(n_chains,)``. Needs no gradient.
+    """
+    x = state.x
+    e = state.energy if state.energy is not None else _energy(energy_fn, x)
+    proposal = x + step_size * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    e_new = _energy(energy_fn, proposal)
+    acc = _accept(e - e_new, generator)
+    x_next = torch.where(acc[:, None], proposal, x)
+    return ChainState(x_next, torch.where(acc, e_new, e), None), acc
+
+
+def langevin_step(energy_fn: Callable, state: ChainState, *, step_size: float,
+                  generator: torch.Generator | None = None) -> tuple[ChainState, torch.Tensor]:
+    r"""One unadjusted Langevin step :math:`x' = x - \varepsilon\nabla E(x) + \sqrt{2\varepsilon}\,\xi`.
+
+    Every move is kept (no correction), so the chain targets a *biased* density whose error grows with
+    :math:`\varepsilon` (see :func:`ula_gaussian_variance`). Costs one gradient evaluation.
+    """
+    x = state.x
+    g = state.grad if state.grad is not None else _energy_and_grad(energy_fn, x)[1]
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    x_next = x - step_size * g + math.sqrt(2.0 * step_size) * noise
+    # the gradient at x_next is computed by the next step (not here), so a final step costs nothing extra
+    return ChainState(x_next, None, None), torch.ones(x.shape[0], dtype=torch.bool)
+
+
+def mala_step(energy_fn: Callable, state: ChainState, *, step_size: float,
+              generator: torch.Generator | None = None) -> tuple[ChainState, torch.Tensor]:
+    r"""One Metropolis-adjusted Langevin step.
+
+    The Langevin proposal :math:`x' \sim \mathcal N(x-\varepsilon\nabla E(x), 2\varepsilon I)` is accepted with
+    probability :math:`\min\{1, \exp[E(x)-E(x') + \log q(x\mid x') - \log q(x'\mid x)]\}`, with
+    :math:`\log q(b\mid a) = -\lVert b-a+\varepsilon\nabla E(a)\rVert^2/(4\varepsilon)` + const. Costs one gradient
+    evaluation: the gradient at the proposal is kept for the next step.
+    """
+    x = state.x
+    if state.energy is None or state.grad is None:
+        state = ChainState(x, *_energy_and_grad(energy_fn, x))
+    e, g = state.energy, state.grad
+    proposal = x - step_size * g + math.sqrt(2.0 * step_size) * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    e_new, g_new = _energy_and_grad(energy_fn, proposal)
+    log_q_fwd = -((proposal - x + step_size * g) ** 2).sum(1) / (4 * step_size)
+    log_q_bwd = -((x - proposal + step_size * g_new) ** 2).sum(1) / (4 * step_size)
+    acc = _accept(e - e_new + log_q_bwd - log_q_fwd, generator)
+    keep = acc[:, None]
+    return ChainState(torch.where(keep, proposal, x), torch.where(acc, e_new, e), torch.where(keep, g_new, g)), acc
+
+
+def hmc_step(energy_fn: Callable, state: ChainState, *, step_size: float, n_leapfrog: int = 10,
+             generator: torch.Generator | None = None) -> tuple[ChainState, torch.Tensor]:
+    r"""One Hamiltonian Monte Carlo step: ``n_leapfrog`` leapfrog steps, unit mass, then an MH test.
+
+    With momentum :math:`r\sim\mathcal N(0, I)` and :math:`H(x, r) = E(x) + \lVert r\rVert^2/2`, the leapfrog
+    integrator
+
+    .. math::
+
+        r \leftarrow r - \tfrac\varepsilon2\nabla E(x),\quad x \leftarrow x + \varepsilon r,\quad
+        r \leftarrow r - \tfrac\varepsilon2\nabla E(x)
+
+    is volume-preserving and reversible, so the end point is accepted with probability
+    :math:`\min\{1, e^{H_0 - H_L}\}`. The gradient at the start is the one kept from the previous step, so a step
+    costs exactly ``n_leapfrog`` gradient evaluations; each evaluation also returns the energy that the final
+    test needs.
+    """
+    x = state.x
+    if state.energy is None or state.grad is None:
+        state = ChainState(x, *_energy_and_grad(energy_fn, x))
+    e0, g0 = state.energy, state.grad
+    r = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    h0 = e0 + 0.5 * (r * r).sum(1)
+    half = 0.5 * step_size
+    y, g = x, g0
+    r = r - half * g
+    for i in range(n_leapfrog):
+        y = y + step_size * r
+        e, g = _energy_and_grad(energy_fn, y)
+        r = r - (step_size if i < n_leapfrog - 1 else half) * g
+    h1 = e + 0.5 * (r * r).sum(1)
+    acc = _accept(h0 - h1, generator)
+    keep = acc[:, None]
+    return ChainState(torch.where(keep, y, x), torch.where(acc, e, e0), torch.where(keep, g, g0)), acc
+
+
+#: The per-step kernels, by method name: ``kernel(energy_fn, state, *, step_size, generator, ...) -> (state, accepted)``.
+KERNELS = {"rw_metropolis": rw_metropolis_step, "langevin": langevin_step, "mala": mala_step, "hmc": hmc_step}
+METHODS = tuple(KERNELS)
+
+
+def _check_method(method) -> str:
+    if method not in KERNELS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    return method
+
+
+def step(energy_fn: Callable, state: ChainState, *, method: str, step_size: float,
+         generator: torch.Generator | None = None, n_leapfrog: int = 10) -> tuple[ChainState, torch.Tensor]:
+    """Advance every chain by one step of ``method``; returns the new :class:`ChainState` and the acceptance mask."""
+    kernel = KERNELS[_check_method(method)]
+    if method == "hmc":
+        return kernel(energy_fn, state, step_size=step_size, n_leapfrog=n_leapfrog, generator=generator)
+    return kernel(energy_fn, state, step_size=step_size, generator=generator)
+
+
+def sample(energy_fn: Callable, x0: torch.Tensor, *, method: str, n_steps: int, step_size: float,
+           generator: torch.Generator | None = None, n_leapfrog: int = 10, return_chain: bool = False,
+           state: ChainState | None = None):
+    r"""Run ``n_chains`` Markov chains targeting :math:`p(x)\propto e^{-E(x)}` for ``n_steps`` steps.
+
+    Parameters
+    ----------
+    energy_fn : callable
+        Maps ``(n, d)`` to ``(n,)``; differentiable in ``x`` for the gradient-based methods.
+    x0 : torch.Tensor, shape (n_chains, d)
+        Initial states, one row per chain. Their dtype is the chains' dtype.
+    method : {"rw_metropolis", "langevin", "mala", "hmc"}
+    n_steps : int
+        Number of steps (for HMC, of whole trajectories).
+    step_size : float > 0
+        The proposal standard deviation (``"rw_metropolis"``), :math:`\varepsilon` in
+        :math:`x' = x - \varepsilon\nabla E + \sqrt{2\varepsilon}\,\xi` (``"langevin"``, ``"mala"``), or the leapfrog
+        step (``"hmc"``).
+    generator : torch.Generator, optional
+    n_leapfrog : int
+        Leapfrog steps per HMC trajectory.
+    return_chain : bool
+        Also return every state in ``info["chain"]``, shape ``(n_steps, n_chains, d)``.
+    state : ChainState, optional
+        The state returned by a previous call as ``info["state"]``; continuing from it reuses its energies and
+        gradients (``x0`` must then be ``state.x``).
+
+    Returns
+    -------
+    x : torch.Tensor, shape (n_chains, d)
+        Final states.
+    info : dict
+        ``"acceptance_rate"`` (mean over steps and chains; 1.0 for ULA), ``"acceptance_per_chain"``
+        (shape ``(n_chains,)``), ``"n_grad_evals"`` (gradient evaluations per chain), ``"state"`` (the final
+        :class:`ChainState`) and, if asked, ``"chain"``.
+
+    Raises
+    ------
+    FloatingPointError
+        When the chains leave the finite numbers (a step size too large for the energy's curvature).
+    """
+    _check_method(method)
+    x0 = check_batch(x0, "x0")
+    n_steps = check_int(n_steps, "n_steps")
+    step_size = check_positive(step_size, "step_size")
+    n_leapfrog = check_int(n_leapfrog, "n_leapfrog")
+    check_generator(generator)
+    if state is None or state.x is not x0:
+        state = ChainState(x0.detach())
+    n_accepted = torch.zeros(x0.shape[0], dtype=torch.int64)
+    chain = torch.empty((n_steps, *x0.shape), dtype=x0.dtype) if return_chain else None
+    kernel = KERNELS[method]
+    kwargs = {"n_leapfrog": n_leapfrog} if method == "hmc" else {}
+    for t in range(n_steps):
+        state, acc = kernel(energy_fn, state, step_size=step_size, generator=generator, **kwargs)
+        n_accepted += acc
+        if chain is not None:
+            chain[t] = state.x
+    if not bool(torch.isfinite(state.x).all()):
+        raise FloatingPointError(f"{method} chains reached NaN or infinite values: step_size={step_size} is too "
+                                 "large for this energy (or the energy is unbounded below)")
+    grads_per_step = {"rw_metropolis": 0, "langevin": 1, "mala": 1, "hmc": n_leapfrog}[method]
+    rate = n_accepted.to(torch.float64) / n_steps
+    info = {"acceptance_rate": float(rate.mean()), "acceptance_per_chain": rate,
+            "n_grad_evals": grads_per_step * n_steps, "state": state}
+    if chain is not None:
+        info["chain"] = chain
+    return state.x, info
+
+
+def ula_gaussian_variance(variance: float, step_size: float) -> float:
+    r"""Stationary variance of ULA on :math:`\mathcal N(\mu, \sigma^2)`: :math:`\sigma^2/(1-\varepsilon/(2\sigma^2))`.
+
+    ULA on this target is the AR(1) recursion :math:`x' - \mu = (1-\varepsilon/\sigma^2)(x-\mu) + \sqrt{2\varepsilon}\xi`,
+    whose stationary variance :math:`v` solves :math:`v = (1-\varepsilon/\sigma^2)^2 v + 2\varepsilon`. The chain is
+    stable only for :math:`\varepsilon < 2\sigma^2`; the bias is :math:`O(\varepsilon)`.
+    """
+    variance = check_positive(variance, "variance")
+    step_size = check_positive(step_size, "step_size")
+    if step_size >= 2 * variance:
+        raise ValueError(f"ULA diverges on this Gaussian for step_size >= 2*variance = {2 * variance}")
+    return variance / (1.0 - step_size / (2.0 * variance))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Independent-proposal samplers (Section 6)
+# ----------------------------------------------------------------------------------------------------------------
 
 def _check_proposal(proposal) -> None:
     if not (callable(getattr(proposal, "sample", None)) and callable(getattr(proposal, "log_prob", None))):

@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from .validation import check_int, check_positive
+from .samplers import sample
+from .validation import check_batch, check_generator, check_int, check_positive
 from ._progress import progress_bar
 
-__all__ = ["History", "train", "robbins_monro_schedule"]
+__all__ = ["History", "ReplayBuffer", "train", "robbins_monro_schedule"]
 
 
 class History(dict):
@@ -45,6 +46,78 @@ class History(dict):
     def as_tensor(self, key: str) -> torch.Tensor:
         """The record ``key`` as a float64 tensor."""
         return torch.as_tensor(self[key], dtype=torch.float64)
+
+
+class ReplayBuffer:
+    r"""Persistent chains (PCD) or a replay buffer of negative samples, advanced by :func:`ebmlib.samplers.sample`.
+
+    Contrastive divergence restarts its chains at the data at every step; *persistent* CD
+    :cite:p:`tieleman2008` keeps them, so that across parameter updates they keep mixing toward the model. A
+    replay buffer :cite:p:`du2019implicit` generalizes this: it stores more states than a batch needs, draws a
+    random batch of them, restarts a fraction ``restart_prob`` of that batch from a fresh distribution (to keep
+    exploring), advances the batch a few MCMC steps and writes it back.
+
+    * ``size == batch`` and ``restart_prob == 0``: plain PCD, every chain advanced at every step.
+    * ``size > batch`` and ``restart_prob > 0``: the replay buffer of :cite:t:`du2019implicit`.
+
+    Parameters
+    ----------
+    initial : torch.Tensor, shape (size, d)
+        Initial states.
+    restart_fn : callable, optional
+        ``restart_fn(n, generator)`` returns ``n`` fresh states, shape ``(n, d)``. Required when
+        ``restart_prob > 0``.
+    restart_prob : float in [0, 1]
+        Probability that a drawn state is replaced by a fresh one before sampling.
+
+    Attributes
+    ----------
+    states : torch.Tensor, shape (size, d)
+        The stored states.
+    n_restarts : int
+        Fresh restarts so far.
+    """
+
+    def __init__(self, initial: torch.Tensor, *, restart_fn: Callable | None = None, restart_prob: float = 0.0):
+        self.states = check_batch(initial, "initial").detach().clone()
+        restart_prob = check_positive(restart_prob, "restart_prob", allow_zero=True)
+        if restart_prob > 1:
+            raise ValueError(f"restart_prob must lie in [0, 1], got {restart_prob}")
+        if restart_prob > 0 and not callable(restart_fn):
+            raise ValueError("restart_prob > 0 needs a restart_fn(n, generator) giving fresh states")
+        self.restart_fn, self.restart_prob, self.n_restarts = restart_fn, restart_prob, 0
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
+
+    def negatives(self, energy_fn: Callable, n: int | None = None, *, method: str, n_steps: int, step_size: float,
+                  generator: torch.Generator | None = None, n_leapfrog: int = 10) -> tuple[torch.Tensor, dict]:
+        """Draw ``n`` states (all of them, in order, by default), restart some, advance them, store and return them.
+
+        Returns
+        -------
+        x_neg : torch.Tensor, shape (n, d)
+            Detached negative samples.
+        info : dict
+            The sampler's ``info`` plus ``"n_restarted"``.
+        """
+        size = len(self)
+        n = size if n is None else check_int(n, "n", maximum=size)
+        check_generator(generator)
+        idx = torch.arange(size) if n == size else torch.randperm(size, generator=generator)[:n]
+        x = self.states[idx]
+        n_restarted = 0
+        if self.restart_prob > 0:
+            fresh = torch.rand(n, generator=generator) < self.restart_prob
+            n_restarted = int(fresh.sum())
+            if n_restarted:
+                x[fresh] = self.restart_fn(n_restarted, generator).to(x.dtype)
+                self.n_restarts += n_restarted
+        x, info = sample(energy_fn, x, method=method, n_steps=n_steps, step_size=step_size, generator=generator,
+                         n_leapfrog=n_leapfrog)
+        self.states[idx] = x
+        info["n_restarted"] = n_restarted
+        return x, info
 
 
 def robbins_monro_schedule(kappa: float = 1.0, t0: float = 1.0) -> Callable[[int], float]:

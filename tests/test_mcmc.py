@@ -1,0 +1,244 @@
+"""Local MCMC samplers (random-walk MH, ULA, MALA, HMC), mixing diagnostics and the replay buffer.
+
+Statistical checks start independent chains from exact draws of the target, run the sampler, and compare the
+moments of the final states with the exact ones within k standard errors of the mean over chains: a kernel that
+does not leave the target invariant moves the moments by many standard errors.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ebmlib import GaussianEnergy, MixtureEnergy, MLPEnergy, ReplayBuffer, cd_loss
+from ebmlib.diagnostics import autocorrelation, effective_sample_size, integrated_autocorrelation_time
+from ebmlib.samplers import METHODS, ChainState, sample, step, ula_gaussian_variance
+
+K = 4.5   # standard errors allowed: a two-sided 4.5-sigma test fails by chance with probability 7e-6
+CORR = torch.tensor([[1.0, 0.0], [0.95, math.sqrt(1 - 0.95 ** 2)]], dtype=torch.float64)   # Cholesky factor
+STEPS = {"rw_metropolis": 0.5, "mala": 0.05, "hmc": 0.2, "langevin": 0.01}
+
+
+def _gaussian_2d():
+    return GaussianEnergy([1.0, -1.0], CORR * torch.tensor([1.0, 2.0], dtype=torch.float64)[:, None])
+
+
+def _bimodal():
+    comps = [GaussianEnergy(-1.5, 0.7), GaussianEnergy(1.5, 0.7)]
+    return MixtureEnergy(comps, [c.log_partition for c in comps], weights=[0.3, 0.7])
+
+
+def _bimodal_draws(n, gen):
+    side = torch.rand(n, generator=gen) < 0.7
+    return torch.where(side, 1.5, -1.5)[:, None].double() + 0.7 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+
+
+def _assert_moments(x, mean, cov, label):
+    n = x.shape[0]
+    var = torch.diagonal(cov)
+    se_mean = torch.sqrt(var / n)
+    assert torch.all((x.mean(0) - mean).abs() < K * se_mean), f"{label}: mean {x.mean(0)} vs {mean}"
+    # for a Gaussian, Var(s^2) = 2 var^2 / n; for the mixture use the fourth moment estimated from the draws
+    fourth = ((x - mean) ** 4).mean(0)
+    se_var = torch.sqrt((fourth - var ** 2).clamp_min(2 * var ** 2 / n) / n)
+    assert torch.all((x.var(0) - var).abs() < K * se_var), f"{label}: variance {x.var(0)} vs {var}"
+
+
+@pytest.mark.parametrize("method", ["rw_metropolis", "mala", "hmc"])
+def test_exact_samplers_leave_a_correlated_gaussian_invariant(method):
+    target = _gaussian_2d()
+    gen = torch.Generator().manual_seed(1)
+    x0 = target.sample(20000, generator=gen).detach()
+    x, info = sample(target, x0, method=method, n_steps=30, step_size=STEPS[method], generator=gen, n_leapfrog=5)
+    with torch.no_grad():
+        _assert_moments(x, target.mean, target.covariance(), method)
+        corr = torch.corrcoef(x.T)[0, 1]
+    assert abs(float(corr) - 0.95) < 0.005, corr   # sd of r at rho=.95, n=2e4 is (1-rho^2)/sqrt(n) = 7e-4
+    assert 0.2 < info["acceptance_rate"] < 1.0
+    assert x.shape == x0.shape and x.dtype == x0.dtype
+
+
+@pytest.mark.parametrize("method", ["rw_metropolis", "mala", "hmc"])
+def test_exact_samplers_converge_on_a_bimodal_mixture(method):
+    target = _bimodal()
+    gen = torch.Generator().manual_seed(2)
+    exact = _bimodal_draws(200000, gen)
+    mean, var = exact.mean(0), exact.var(0)   # MC error of these is 1/10 of the test's SE
+    x0 = torch.zeros(20000, 1, dtype=torch.float64)   # every chain starts between the modes
+    x, info = sample(target, x0, method=method, n_steps=400, step_size={"rw_metropolis": 1.5, "mala": 0.3,
+                                                                       "hmc": 0.3}[method], generator=gen)
+    _assert_moments(x, mean, torch.diag(var), method)
+
+
+def test_ula_has_its_known_step_size_bias():
+    target = GaussianEnergy(0.0, 1.0)
+    gen = torch.Generator().manual_seed(3)
+    n, eps = 40000, 0.2
+    x0 = target.sample(n, generator=gen).detach()
+    x, info = sample(target, x0, method="langevin", n_steps=100, step_size=eps, generator=gen)
+    v_ula = ula_gaussian_variance(1.0, eps)              # 1 / (1 - 0.1) = 1.111
+    se = math.sqrt(2 * v_ula ** 2 / n)
+    assert abs(float(x.var()) - v_ula) < K * se
+    assert float(x.var()) - 1.0 > 10 * se, "ULA's bias must be visible at this step size"
+    assert info["acceptance_rate"] == 1.0
+    # MALA, with the same proposal, removes the bias
+    xm, _ = sample(target, x0, method="mala", n_steps=100, step_size=eps, generator=gen)
+    assert abs(float(xm.var()) - 1.0) < K * math.sqrt(2 / n)
+
+
+def test_ula_gaussian_variance_formula_and_its_domain():
+    assert ula_gaussian_variance(2.0, 0.4) == pytest.approx(2.0 / 0.9)
+    with pytest.raises(ValueError, match="diverges"):
+        ula_gaussian_variance(1.0, 2.0)
+
+
+def test_hmc_and_mala_reuse_the_last_gradient():
+    calls = []
+    target = GaussianEnergy([0.0, 0.0], 1.0)
+
+    def counted(x):
+        calls.append(x.shape[0])
+        return target(x)
+
+    x0 = torch.zeros(7, 2, dtype=torch.float64)
+    _, info = sample(counted, x0, method="hmc", n_steps=6, step_size=0.1, n_leapfrog=4)
+    assert len(calls) == 1 + 6 * 4 and info["n_grad_evals"] == 24
+    calls.clear()
+    sample(counted, x0, method="mala", n_steps=6, step_size=0.1)
+    assert len(calls) == 1 + 6
+    calls.clear()
+    _, info = sample(counted, x0, method="langevin", n_steps=6, step_size=0.1)
+    assert len(calls) == 6 and info["n_grad_evals"] == 6
+
+
+def test_continuing_from_a_state_reuses_it():
+    target = GaussianEnergy([0.0, 0.0], 1.0)
+    gen = torch.Generator().manual_seed(4)
+    x, info = sample(target, torch.zeros(5, 2, dtype=torch.float64), method="mala", n_steps=3, step_size=0.1,
+                     generator=gen)
+    state = info["state"]
+    assert isinstance(state, ChainState) and state.grad is not None
+    x2, _ = sample(target, state.x, method="mala", n_steps=1, step_size=0.1, generator=gen, state=state)
+    assert x2.shape == x.shape
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sampling_never_touches_parameter_gradients(method):
+    net = MLPEnergy(2, 16, generator=torch.Generator().manual_seed(0))
+    x0 = torch.randn(10, 2, generator=torch.Generator().manual_seed(1))
+    sample(net, x0, method=method, n_steps=3, step_size=0.01, n_leapfrog=3)
+    assert all(p.grad is None for p in net.parameters())
+    loss = net(x0).mean()
+    loss.backward()
+    before = [p.grad.clone() for p in net.parameters()]
+    sample(net, x0, method=method, n_steps=3, step_size=0.01, n_leapfrog=3)
+    assert all(torch.equal(b, p.grad) for b, p in zip(before, net.parameters()))
+
+
+def test_step_kernel_matches_sample_with_one_step():
+    target = _gaussian_2d()
+    x0 = torch.zeros(4, 2, dtype=torch.float64)
+    a, _ = sample(target, x0, method="hmc", n_steps=1, step_size=0.1, n_leapfrog=3,
+                  generator=torch.Generator().manual_seed(5))
+    state, acc = step(target, ChainState(x0), method="hmc", step_size=0.1, n_leapfrog=3,
+                      generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, state.x) and acc.shape == (4,)
+
+
+def test_sampler_rejects_bad_input():
+    target = GaussianEnergy([0.0, 0.0], 1.0)
+    x0 = torch.zeros(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="method must be one of"):
+        sample(target, x0, method="gibbs", n_steps=1, step_size=0.1)
+    with pytest.raises(ValueError, match="step_size"):
+        sample(target, x0, method="mala", n_steps=1, step_size=0.0)
+    with pytest.raises(ValueError, match="step_size"):
+        sample(target, x0, method="hmc", n_steps=1, step_size=float("nan"))
+    with pytest.raises(ValueError, match="n_leapfrog"):
+        sample(target, x0, method="hmc", n_steps=1, step_size=0.1, n_leapfrog=0)
+    with pytest.raises(ValueError, match="n_steps"):
+        sample(target, x0, method="langevin", n_steps=0, step_size=0.1)
+    with pytest.raises(ValueError, match="x0"):
+        sample(target, torch.full((3, 2), float("nan"), dtype=torch.float64), method="mala", n_steps=1, step_size=.1)
+    with pytest.raises(ValueError, match="x0"):
+        sample(target, torch.zeros(0, 2, dtype=torch.float64), method="mala", n_steps=1, step_size=.1)
+    with pytest.raises(ValueError, match="x0"):
+        sample(target, torch.zeros(3), method="mala", n_steps=1, step_size=.1)
+    with pytest.raises(TypeError, match="generator"):
+        sample(target, x0, method="mala", n_steps=1, step_size=.1, generator=1)
+    with pytest.raises(ValueError, match="energy_fn"):
+        sample(lambda x: x, x0, method="langevin", n_steps=1, step_size=.1)
+
+
+def test_ula_divergence_is_reported_not_silent():
+    target = GaussianEnergy(0.0, 0.1)   # curvature 100: ULA is unstable for step_size > 0.02
+    x0 = torch.ones(4, 1, dtype=torch.float64)
+    with pytest.raises(FloatingPointError, match="step_size"):
+        sample(target, x0, method="langevin", n_steps=2000, step_size=0.5)
+
+
+def _ar1(phi, n_steps, n_chains, seed):
+    rng = np.random.default_rng(seed)
+    x = np.empty((n_steps, n_chains))
+    x[0] = rng.standard_normal(n_chains)
+    noise = rng.standard_normal((n_steps, n_chains)) * math.sqrt(1 - phi ** 2)
+    for t in range(1, n_steps):
+        x[t] = phi * x[t - 1] + noise[t]
+    return x
+
+
+def test_autocorrelation_time_of_an_ar1_chain():
+    phi = 0.6
+    x = _ar1(phi, 2000, 200, seed=0)
+    rho = autocorrelation(x, max_lag=5)
+    assert np.allclose(rho, phi ** np.arange(6), atol=0.01)   # sd of rho_k here is about 2e-3
+    tau = integrated_autocorrelation_time(x)
+    assert tau == pytest.approx((1 + phi) / (1 - phi), rel=0.05)   # about 5 sd of the estimate
+    assert effective_sample_size(x) == pytest.approx(x.size / tau)
+    # iid draws: tau = 1. Geyer's truncation adds positive noise pairs of size ~ 1/sqrt(size) = 7e-4 each
+    iid = np.random.default_rng(1).standard_normal((4000, 500))
+    assert integrated_autocorrelation_time(iid) == pytest.approx(1.0, abs=0.03)
+
+
+def test_diagnostics_reject_bad_chains():
+    with pytest.raises(ValueError, match="chain"):
+        autocorrelation(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="constant"):
+        autocorrelation(np.ones((10, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        integrated_autocorrelation_time(np.array([0.0, 1.0, np.nan, 2.0, 3.0]))
+
+
+def test_replay_buffer_pcd_and_restarts():
+    target = GaussianEnergy([0.0, 0.0], 1.0)
+    gen = torch.Generator().manual_seed(6)
+    pcd = ReplayBuffer(torch.full((50, 2), 5.0, dtype=torch.float64))
+    x, info = pcd.negatives(target, method="langevin", n_steps=1, step_size=0.1, generator=gen)
+    assert torch.equal(pcd.states, x) and info["n_restarted"] == 0
+    fresh = lambda n, g: torch.zeros(n, 2, dtype=torch.float64)
+    buf = ReplayBuffer(torch.full((10000, 2), 5.0, dtype=torch.float64), restart_fn=fresh, restart_prob=0.05)
+    total = 0
+    for _ in range(20):
+        _, info = buf.negatives(target, 1000, method="rw_metropolis", n_steps=1, step_size=1e-9, generator=gen)
+        total += info["n_restarted"]
+    assert abs(total - 1000) < K * math.sqrt(20000 * 0.05 * 0.95)
+    moved = (buf.states[:, 0] < 4.0).sum()       # restarted states (at 0) were written back
+    assert 0 < int(moved) <= total
+    with pytest.raises(ValueError, match="restart_fn"):
+        ReplayBuffer(torch.zeros(3, 2), restart_prob=0.1)
+    with pytest.raises(ValueError, match="restart_prob"):
+        ReplayBuffer(torch.zeros(3, 2), restart_fn=fresh, restart_prob=1.5)
+    with pytest.raises(ValueError, match="n must be"):
+        pcd.negatives(target, 51, method="langevin", n_steps=1, step_size=0.1)
+
+
+def test_cd_loss_energy_penalty():
+    target = GaussianEnergy([0.0], 1.0)
+    xp = torch.tensor([[1.0], [2.0]], dtype=torch.float64)
+    xn = torch.tensor([[0.0], [3.0]], dtype=torch.float64)
+    ep, en = target(xp), target(xn)
+    expected = ep.mean() - en.mean() + 0.1 * ((ep ** 2).mean() + (en ** 2).mean())
+    assert torch.allclose(cd_loss(target, xp, xn, energy_penalty=0.1), expected)
+    with pytest.raises(ValueError, match="energy_penalty"):
+        cd_loss(target, xp, xn, energy_penalty=-1.0)
