@@ -38,7 +38,7 @@ from .partition import ess, log_partition_is
 from .validation import check_batch, check_energy_output, check_generator, check_int, check_positive
 
 __all__ = ["ChainState", "KERNELS", "METHODS", "sample", "step", "init_state", "rw_metropolis_step", "langevin_step",
-           "mala_step", "hmc_step", "ula_gaussian_variance", "independent_metropolis", "importance_resampling"]
+           "mala_step", "hmc_step", "ula_gaussian_variance", "ula_gaussian_covariance", "independent_metropolis", "importance_resampling"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -287,6 +287,36 @@ def ula_gaussian_variance(variance: float, step_size: float) -> float:
     if step_size >= 2 * variance:
         raise ValueError(f"ULA diverges on this Gaussian for step_size >= 2*variance = {2 * variance}")
     return variance / (1.0 - step_size / (2.0 * variance))
+
+
+def ula_gaussian_covariance(covariance: torch.Tensor, step_size: float) -> torch.Tensor:
+    r"""Stationary covariance of ULA on :math:`\mathcal N(\mu, \Sigma)`: :math:`(A - \varepsilon A^2/2)^{-1}`, :math:`A=\Sigma^{-1}`.
+
+    The d-dimensional form of :func:`ula_gaussian_variance`: the recursion
+    :math:`x'-\mu = (I-\varepsilon A)(x-\mu) + \sqrt{2\varepsilon}\,\xi` has stationary covariance
+    :math:`V = 2\varepsilon\,[I-(I-\varepsilon A)^2]^{-1}`, since :math:`A` commutes with :math:`V`. Stable only for
+    :math:`\varepsilon < 2\lambda_\min(\Sigma)`.
+
+    Parameters
+    ----------
+    covariance : torch.Tensor, shape (d, d)
+        Symmetric positive definite :math:`\Sigma`.
+    step_size : float > 0
+
+    Returns
+    -------
+    torch.Tensor, shape (d, d)
+    """
+    if not isinstance(covariance, torch.Tensor) or covariance.ndim != 2 or covariance.shape[0] != covariance.shape[1]:
+        raise ValueError("covariance must be a square (d, d) tensor")
+    step_size = check_positive(step_size, "step_size")
+    lam_min = float(torch.linalg.eigvalsh(covariance)[0])
+    if lam_min <= 0:
+        raise ValueError("covariance must be positive definite")
+    if step_size >= 2 * lam_min:
+        raise ValueError(f"ULA diverges on this Gaussian for step_size >= 2 * smallest eigenvalue = {2 * lam_min}")
+    precision = torch.linalg.inv(covariance)
+    return torch.linalg.inv(precision - 0.5 * step_size * precision @ precision)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 
 from ebmlib import GaussianEnergy, MixtureEnergy, MLPEnergy, ReplayBuffer, cd_loss
 from ebmlib.diagnostics import autocorrelation, effective_sample_size, integrated_autocorrelation_time
-from ebmlib.samplers import METHODS, ChainState, sample, step, ula_gaussian_variance
+from ebmlib.samplers import METHODS, ChainState, sample, step, ula_gaussian_covariance, ula_gaussian_variance
 
 K = 4.5   # standard errors allowed: a two-sided 4.5-sigma test fails by chance with probability 7e-6
 CORR = torch.tensor([[1.0, 0.0], [0.95, math.sqrt(1 - 0.95 ** 2)]], dtype=torch.float64)   # Cholesky factor
@@ -91,6 +91,26 @@ def test_ula_gaussian_variance_formula_and_its_domain():
     assert ula_gaussian_variance(2.0, 0.4) == pytest.approx(2.0 / 0.9)
     with pytest.raises(ValueError, match="diverges"):
         ula_gaussian_variance(1.0, 2.0)
+    cov = torch.tensor([[2.0, 0.0], [0.0, 0.5]], dtype=torch.float64)
+    v = ula_gaussian_covariance(cov, 0.4)
+    assert torch.allclose(torch.diagonal(v), torch.tensor([ula_gaussian_variance(2.0, 0.4),
+                                                           ula_gaussian_variance(0.5, 0.4)], dtype=torch.float64))
+    with pytest.raises(ValueError, match="diverges"):
+        ula_gaussian_covariance(cov, 1.0)
+
+
+def test_ula_matches_its_predicted_covariance_on_a_correlated_gaussian():
+    target = _gaussian_2d()
+    gen = torch.Generator().manual_seed(7)
+    n, eps = 40000, 0.02
+    with torch.no_grad():
+        cov = target.covariance()
+    predicted = ula_gaussian_covariance(cov, eps)
+    x, _ = sample(target, target.sample(n, generator=gen).detach(), method="langevin", n_steps=400, step_size=eps,
+                  generator=gen)
+    emp = torch.cov(x.T)
+    se = torch.sqrt((predicted ** 2 + torch.outer(torch.diagonal(predicted), torch.diagonal(predicted))) / n)
+    assert torch.all((emp - predicted).abs() < K * se), (emp, predicted)
 
 
 def test_hmc_and_mala_reuse_the_last_gradient():
