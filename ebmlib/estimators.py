@@ -13,7 +13,7 @@ import torch
 
 from .validation import check_finite, check_int, check_tensor
 
-__all__ = ["nce_exponential_family"]
+__all__ = ["mle_exponential_family", "nce_exponential_family"]
 
 
 def _nce_objective(beta, phi_d, phi_n, off_d, off_n, n_data):
@@ -94,3 +94,75 @@ def nce_exponential_family(stats_data: torch.Tensor, stats_noise: torch.Tensor, 
             scale = torch.where(worse, scale / 2, scale)
         beta, loss, g_d, g_n = trial, new_loss, new_g_d, new_g_n
     return beta[:, :k], beta[:, k]
+
+
+def _grid_nll(theta, mean_stats, grid_stats, log_w):
+    log_z = torch.logsumexp(log_w[None, :] - theta @ grid_stats.T, dim=1)           # (R,)
+    return (theta * mean_stats).sum(1) + log_z
+
+
+def mle_exponential_family(mean_stats: torch.Tensor, grid_stats: torch.Tensor, log_weights: torch.Tensor, *,
+                           theta0: torch.Tensor | None = None, max_iter: int = 100, tol: float = 1e-12):
+    r"""Exact maximum-likelihood estimates for many replicate data sets at once, by damped Newton steps.
+
+    For :math:`E(x\mid\theta)=\theta^\top T(x)` the average NLL is
+    :math:`\ell(\theta) = \theta^\top\bar T + \log Z(\theta)` with :math:`\bar T` the data mean of :math:`T`, and
+    :math:`\log Z` is computed by quadrature on fixed nodes :math:`x_g` with weights :math:`w_g`:
+    :math:`\log Z(\theta) = \log\sum_g w_g e^{-\theta^\top T(x_g)}`. Its gradient is :math:`\bar T - \mathbb E_\theta T`
+    and its Hessian :math:`\operatorname{Cov}_\theta T` (the Fisher information), so :math:`\ell` is convex and
+    Newton's method with step halving converges from any start.
+
+    Parameters
+    ----------
+    mean_stats : torch.Tensor, shape (R, K) or (K,)
+        :math:`\bar T` for each of :math:`R` data sets.
+    grid_stats : torch.Tensor, shape (G, K)
+        :math:`T(x_g)` at the quadrature nodes (for example from :func:`ebmlib.exact.quadrature_grid`).
+    log_weights : torch.Tensor, shape (G,)
+        :math:`\log w_g`.
+    theta0 : torch.Tensor, shape (K,) or (R, K), optional
+        Starting point (default zero, the uniform density on the quadrature box).
+    max_iter : int
+    tol : float
+        Stop when every replicate's Newton decrement is below ``tol``.
+
+    Returns
+    -------
+    theta : torch.Tensor, shape (R, K) (or (K,) for a 1-D ``mean_stats``)
+        The MLE. The caller should check that the fitted density is negligible at the box's edges, as
+        :func:`ebmlib.exact.log_partition_quadrature` does.
+    """
+    for name, t in (("mean_stats", mean_stats), ("grid_stats", grid_stats), ("log_weights", log_weights)):
+        check_tensor(t, name)
+        check_finite(t, name)
+    single = mean_stats.ndim == 1
+    mean_stats = mean_stats[None, :] if single else mean_stats
+    if mean_stats.ndim != 2 or grid_stats.ndim != 2 or grid_stats.shape[1] != mean_stats.shape[1]:
+        raise ValueError(f"mean_stats (R, K) and grid_stats (G, K) disagree: {tuple(mean_stats.shape)} and "
+                         f"{tuple(grid_stats.shape)}")
+    if log_weights.shape != (grid_stats.shape[0],):
+        raise ValueError(f"log_weights must have shape ({grid_stats.shape[0]},), got {tuple(log_weights.shape)}")
+    max_iter = check_int(max_iter, "max_iter")
+    r, k = mean_stats.shape
+    theta = torch.zeros(r, k, dtype=mean_stats.dtype) if theta0 is None else \
+        torch.as_tensor(theta0, dtype=mean_stats.dtype).expand(r, k).clone()
+    loss = _grid_nll(theta, mean_stats, grid_stats, log_weights)
+    for _ in range(max_iter):
+        p = torch.softmax(log_weights[None, :] - theta @ grid_stats.T, dim=1)          # (R, G) model weights
+        mean_model = p @ grid_stats                                                     # E_theta T, (R, K)
+        centred = grid_stats[None, :, :] - mean_model[:, None, :]
+        fisher = torch.einsum("rg,rgk,rgl->rkl", p, centred, centred)
+        grad = mean_stats - mean_model
+        step = torch.linalg.solve(fisher + 1e-14 * torch.eye(k, dtype=fisher.dtype), grad.unsqueeze(-1)).squeeze(-1)
+        if bool(((grad * step).sum(1) < tol).all()):
+            break
+        scale = torch.ones(r, dtype=theta.dtype)
+        for _ in range(60):
+            trial = theta - scale[:, None] * step
+            new_loss = _grid_nll(trial, mean_stats, grid_stats, log_weights)
+            worse = new_loss > loss + 1e-13
+            if not bool(worse.any()):
+                break
+            scale = torch.where(worse, scale / 2, scale)
+        theta, loss = trial, new_loss
+    return theta[0] if single else theta

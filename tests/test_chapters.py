@@ -67,6 +67,8 @@ BAD_PARAMETERS = [
     ("03_proposal_choice.ipynb", ["-p", "GRAD_M", "-3"], "GRAD_M must be >= 2"),
     ("04_mcmc_samplers.ipynb", ["-y", "ULA_STEPS: [0.1, -0.2]"], "ULA_STEPS must be finite and > 0"),
     ("04_mcmc_samplers.ipynb", ["-p", "CORRELATION", "1.5"], "CORRELATION must lie in (-0.999, 0.999)"),
+    ("05_contrastive_divergence.ipynb", ["-y", "CD_KS: [1, 0]"], "CD_KS must be >= 1"),
+    ("05_contrastive_divergence.ipynb", ["-p", "RESTART", "1.5"], "RESTART must lie in [0, 1]"),
     ("06_score_matching.ipynb", ["-y", "SIGMAS: [0.1, -0.2]"], "SIGMAS must be finite and > 0"),
     ("06_score_matching.ipynb", ["-p", "BATCH", "0"], "BATCH must be >= 2"),
     ("07_noise_contrastive_estimation.ipynb", ["-y", "NU_VALUES: [0, 10]"], "NU_VALUES must be finite and > 0"),
