@@ -58,7 +58,9 @@ reproduce: $(STAMP)
 	@if $(PY) -c "import ebmlib.reproduce" 2>/dev/null; then $(PY) -m ebmlib.reproduce; else \
 	  echo "ebmlib.reproduce is not written yet (issue 7); re-run a chapter with papermill instead, see README"; exit 2; fi
 
+# Peers used only by the benchmarks (TorchEBM) are installed here, with --no-deps next to the pinned torch.
 bench: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r benchmarks/requirements.txt
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
