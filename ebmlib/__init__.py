@@ -6,12 +6,13 @@ Modules:
 - :mod:`ebmlib.energies`: energy functions (Gaussian with analytic log Z, polynomial exponential family, MLP).
 - :mod:`ebmlib.exact`: oracles (log Z by quadrature or enumeration, exact NLL and gradient).
 - :mod:`ebmlib.autodiff`: per-sample parameter gradients and input gradients of an energy.
-- :mod:`ebmlib.partition`: importance-sampling estimates of log Z, effective sample size.
+- :mod:`ebmlib.partition`: importance-sampling estimates of log Z, effective sample size; AIS and reverse AIS for RBMs.
+- :mod:`ebmlib.rbm`: binary restricted Boltzmann machines (exact log Z, pseudo-likelihood, CD/PCD training).
 - :mod:`ebmlib.proposals`: proposal densities (Gaussian, Student-t) for IS and independent MH.
 - :mod:`ebmlib.samplers`: MCMC (random-walk Metropolis, ULA, MALA, HMC) behind one interface, independent MH, IS with resampling.
 - :mod:`ebmlib.diagnostics`: autocorrelation, integrated autocorrelation time and effective sample size of chains.
 - :mod:`ebmlib.gaussian_scale`: the reference paper's Section 7 experiment, vectorized over runs and theta.
-- :mod:`ebmlib.data`: toy densities with exact log densities.
+- :mod:`ebmlib.data`: the binarized digits (checked against their sha256) and toy densities with exact log densities.
 - :mod:`ebmlib.estimators`: batched estimators for exponential families (NCE by Newton's method).
 - :mod:`ebmlib.timing`: a minimal timing helper for cost figures and benchmarks.
 - :mod:`ebmlib.losses`: losses to minimize (contrastive / Monte-Carlo ML, Geyer IS-NLL, IS gradient).
@@ -21,18 +22,19 @@ Modules:
 """
 
 from . import (autodiff, data, diagnostics, energies, estimators, exact, gaussian_scale, losses, partition, plotting, proposals,
-               samplers, timing, training, validation)
+               rbm, samplers, timing, training, validation)
 from .energies import GaussianEnergy, MixtureEnergy, MLPEnergy, PolynomialEnergy
 from .losses import (cd_loss, denoising_score_matching_loss, importance_sampling_gradient_loss, importance_sampling_nll,
                      nce_loss, score_matching_loss, sliced_score_matching_loss)
+from .rbm import BernoulliRBM
 from .training import History, ReplayBuffer, robbins_monro_schedule, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "autodiff", "data", "diagnostics", "energies", "estimators", "exact", "gaussian_scale", "losses", "partition", "plotting", "proposals", "samplers",
+    "autodiff", "data", "diagnostics", "energies", "estimators", "exact", "gaussian_scale", "losses", "partition", "plotting", "proposals", "rbm", "samplers",
     "timing", "training", "validation",
-    "GaussianEnergy", "MixtureEnergy", "MLPEnergy", "PolynomialEnergy", "cd_loss", "importance_sampling_nll",
+    "BernoulliRBM", "GaussianEnergy", "MixtureEnergy", "MLPEnergy", "PolynomialEnergy", "cd_loss", "importance_sampling_nll",
     "importance_sampling_gradient_loss", "score_matching_loss", "denoising_score_matching_loss",
     "sliced_score_matching_loss", "nce_loss",
     "History", "ReplayBuffer", "robbins_monro_schedule", "train",

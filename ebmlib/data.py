@@ -1,5 +1,7 @@
-r"""Data sets for the chapters: 2-D toy densities with exact log densities, and Gaussian samples.
+r"""Data sets for the chapters: binarized handwritten digits, and 2-D toy densities with exact log densities.
 
+* :func:`load_digits_binary`: the 1797 8x8 digits of scikit-learn's copy of the UCI data, binarized, with a fixed
+  train/test split, read from ``data/`` and checked against their SHA-256.
 * :func:`ring_of_gaussians` / :func:`ring_log_density`: eight Gaussian modes on a circle.
 * :func:`two_moons` / :func:`two_moons_log_density`: two interleaved half circles blurred by Gaussian noise.
 
@@ -8,13 +10,82 @@ Every generator takes an explicit ``torch.Generator``; nothing touches global ra
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import torch
 
 from .validation import check_batch, check_generator, check_int, check_positive
 
-__all__ = ["ring_of_gaussians", "ring_log_density", "two_moons", "two_moons_log_density"]
+__all__ = ["load_digits_binary", "DIGITS_SHA256", "ring_of_gaussians", "ring_log_density", "two_moons", "two_moons_log_density"]
+
+
+#: SHA-256 of the files written by ``data/make_digits_binary.py`` (also listed in ``data/README.md``).
+DIGITS_SHA256 = {
+    "digits_binary_train.txt": "c55cef3f51449deeb7bcd318fa77ff313b242b58f1dfb80bb8eae3fa7408e281",
+    "digits_binary_test.txt": "a0c1def4a640543ecb68e6f9cbdc3376832a1194217abe181798b85b682599c4",
+}
+_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+def _read_digits(path: Path, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: regenerate it with `python data/make_digits_binary.py`")
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != DIGITS_SHA256[path.name]:
+        raise ValueError(f"{path} fails its sha256 check (got {digest}, expected {DIGITS_SHA256[path.name]}): "
+                         "the file is corrupted or was edited; regenerate it with `python data/make_digits_binary.py`")
+    labels, rows = [], []
+    for line in raw.decode("ascii").splitlines():
+        label, bits = line.split()
+        labels.append(int(label))
+        rows.append([int(c) for c in bits])
+    return torch.tensor(rows, dtype=dtype), torch.tensor(labels)
+
+
+def load_digits_binary(*, return_labels: bool = False, dtype: torch.dtype = torch.float64,
+                       root: str | Path | None = None):
+    r"""The binarized 8x8 handwritten digits, split into a fixed training and test set.
+
+    The 1797 images of scikit-learn's copy of the UCI Optical Recognition of Handwritten Digits data (CC BY 4.0),
+    binarized by ``grey / 16 > 0.5`` and split by a fixed permutation into 1500 training and 297 test images
+    (``data/make_digits_binary.py`` regenerates the files bit for bit). Each file is checked against its SHA-256
+    before it is read.
+
+    Parameters
+    ----------
+    return_labels : bool
+        Also return the digit labels (0-9).
+    dtype : torch.dtype
+        Floating dtype of the images.
+    root : path, optional
+        Folder holding the files (default: the repository's ``data/``).
+
+    Returns
+    -------
+    train : torch.Tensor, shape (1500, 64)
+        0/1 images, row by row.
+    test : torch.Tensor, shape (297, 64)
+    train_labels, test_labels : torch.Tensor of int64, shapes (1500,) and (297,)
+        Only with ``return_labels=True``.
+
+    Raises
+    ------
+    FileNotFoundError
+        A file is missing.
+    ValueError
+        A file fails its SHA-256 check.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    folder = _DATA_DIR if root is None else Path(root)
+    train, train_labels = _read_digits(folder / "digits_binary_train.txt", dtype)
+    test, test_labels = _read_digits(folder / "digits_binary_test.txt", dtype)
+    if return_labels:
+        return train, test, train_labels, test_labels
+    return train, test
 
 
 def _ring_centres(n_modes: int, radius: float, dtype) -> torch.Tensor:

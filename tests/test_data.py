@@ -52,3 +52,58 @@ def test_two_moons_density_is_normalized_and_matches_its_sampler():
         two_moons(10, noise=0.0)
     with pytest.raises(ValueError, match="x"):
         two_moons_log_density(torch.zeros(3, 3))
+
+
+# ---------------------------------------------------------------- binarized digits
+import hashlib
+import importlib.util
+import shutil
+from pathlib import Path
+
+from ebmlib.data import DIGITS_SHA256, load_digits_binary
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def test_load_digits_binary_shapes_values_and_labels():
+    train, test, y_train, y_test = load_digits_binary(return_labels=True)
+    assert train.shape == (1500, 64) and test.shape == (297, 64)
+    assert train.dtype == torch.float64
+    assert set(torch.unique(torch.cat([train, test])).tolist()) == {0.0, 1.0}
+    assert y_train.shape == (1500,) and y_test.shape == (297,)
+    assert sorted(torch.unique(y_train).tolist()) == list(range(10))
+    # the binarization x/16 > 0.5 leaves about 29% of the pixels on
+    assert 0.25 < float(train.mean()) < 0.33
+    a, b = load_digits_binary(dtype=torch.float32)
+    assert a.dtype == torch.float32 and torch.equal(a.double(), train)
+
+
+def test_digits_files_match_their_published_checksums():
+    readme = (DATA / "README.md").read_text()
+    for name, digest in DIGITS_SHA256.items():
+        assert hashlib.sha256((DATA / name).read_bytes()).hexdigest() == digest
+        assert digest in readme
+
+
+def test_corrupted_or_missing_digits_file_fails_clearly(tmp_path):
+    for name in DIGITS_SHA256:
+        shutil.copy(DATA / name, tmp_path / name)
+    raw = bytearray((tmp_path / "digits_binary_test.txt").read_bytes())
+    raw[2] = ord("1") if raw[2] == ord("0") else ord("0")        # flip one pixel
+    (tmp_path / "digits_binary_test.txt").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="digits_binary_test.txt fails its sha256 check"):
+        load_digits_binary(root=tmp_path)
+    (tmp_path / "digits_binary_train.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="make_digits_binary.py"):
+        load_digits_binary(root=tmp_path)
+    with pytest.raises(TypeError, match="dtype"):
+        load_digits_binary(dtype=torch.int64)
+
+
+def test_regeneration_script_reproduces_the_files_bit_for_bit(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_digits_binary", DATA / "make_digits_binary.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--out", str(tmp_path)])
+    for name in DIGITS_SHA256:
+        assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes()
