@@ -26,7 +26,7 @@ from ._progress import progress_bar
 from .validation import check_batch, check_finite, check_generator, check_int, check_tensor
 
 __all__ = ["log_partition_is", "ess", "self_normalized_weights", "log_partition_is_grid", "ais_schedule",
-           "published_ais_schedule", "base_rate_bias", "ais_log_partition", "reverse_ais"]
+           "published_ais_schedule", "base_rate_bias", "log_mean_exp_with_stderr", "ais_log_partition", "reverse_ais"]
 
 
 def _check_log_weights(log_w, name: str) -> torch.Tensor:
@@ -280,7 +280,23 @@ class _AnnealedRBM:
         return v, self.hidden_input(v)
 
 
-def _log_mean_exp_and_stderr(log_w: torch.Tensor):
+def log_mean_exp_with_stderr(log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Log-mean-exp along the last dimension and its delta-method standard error.
+
+    For independent unbiased estimates :math:`w_r` of :math:`Z` given as :math:`\log w_r`,
+    :math:`\log\bar w = \operatorname{logsumexp}_r \log w_r - \log R` and
+    :math:`\mathrm{se}(\log\bar w)\approx \mathrm{sd}(w)/(\sqrt R\,\bar w)`, computed without overflow.
+
+    Parameters
+    ----------
+    log_w : torch.Tensor, shape (..., R)
+
+    Returns
+    -------
+    log_mean, stderr : torch.Tensor, shape (...)
+        ``stderr`` is ``inf`` when ``R == 1``.
+    """
+    _check_log_weights(log_w, "log_w")
     n = log_w.shape[-1]
     log_mean = torch.logsumexp(log_w, dim=-1) - math.log(n)
     w = torch.exp(log_w - log_w.amax(dim=-1, keepdim=True))
@@ -318,7 +334,8 @@ def ais_log_partition(rbm, *, n_runs: int = 100, betas=10000, generator: torch.G
     data : torch.Tensor, shape (N, n_visible), optional
         Training data for the base-rate biases; without it the base model is uniform (:math:`b_A = 0`).
     return_log_weights : bool
-        Also return the ``n_runs`` log weights.
+        Also return each run's estimate :math:`\log Z_0 + \log w_r`; split them into groups and pass each to
+        :func:`log_mean_exp_with_stderr` to get independent estimates of :math:`\log Z` from one batch.
     progress : bool, optional
         Progress bar over temperatures.
 
@@ -329,7 +346,7 @@ def ais_log_partition(rbm, *, n_runs: int = 100, betas=10000, generator: torch.G
     stderr : torch.Tensor
         Scalar delta-method standard error of :math:`\log\hat Z`, :math:`\mathrm{sd}(w)/(\sqrt R\,\bar w)`.
     log_w : torch.Tensor, shape (n_runs,)
-        Only with ``return_log_weights=True``.
+        Each run's :math:`\log Z_0 + \log w_r`; only with ``return_log_weights=True``.
     """
     n_runs = check_int(n_runs, "n_runs")
     check_generator(generator)
@@ -344,8 +361,8 @@ def ais_log_partition(rbm, *, n_runs: int = 100, betas=10000, generator: torch.G
             log_w += model.log_f_gap(v, x, schedule[k], schedule[k - 1])
             if k < len(schedule) - 1:
                 v, x = model.transition(x, schedule[k], generator)
-        log_mean, stderr = _log_mean_exp_and_stderr(log_w)
-    log_z = model.log_z_base + log_mean
+        log_w += model.log_z_base
+        log_z, stderr = log_mean_exp_with_stderr(log_w)
     return (log_z, stderr, log_w) if return_log_weights else (log_z, stderr)
 
 

@@ -359,8 +359,9 @@ class BernoulliRBM:
         callbacks : sequence of callables
             ``callback(epoch, logs)`` after each epoch (``epoch`` counts from 1); ``logs`` holds ``"epoch"`` and
             ``"seconds"`` (training time of that epoch) and anything the callback adds. A truthy return stops.
-        progress : bool, optional
-            Progress bar over epochs (``None``: on unless ``EBMLIB_PROGRESS=0``).
+        progress : bool
+            Progress bar over epochs; ``True`` shows it unless the environment sets ``EBMLIB_PROGRESS=0`` (as the
+            book build and the tests do), ``False`` never shows it.
 
         Returns
         -------
@@ -395,7 +396,8 @@ class BernoulliRBM:
         h = torch.ones(batch_size, nh + 1, dtype=dtype)
         h[:, :nh] = 0.0                           # persistent chains start from h = 0
         history = History()
-        for epoch in progress_bar(range(1, n_epochs + 1), total=n_epochs, desc="RBM fit", progress=progress):
+        for epoch in progress_bar(range(1, n_epochs + 1), total=n_epochs, desc="RBM fit",
+                                  progress=None if progress else False):
             started = time.perf_counter()
             with torch.no_grad():
                 data = torch.index_select(augmented, 0, torch.randperm(n, generator=generator))

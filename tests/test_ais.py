@@ -7,8 +7,8 @@ import torch
 
 from ebmlib.data import load_digits_binary
 from ebmlib.exact import binary_states
-from ebmlib.partition import (ais_log_partition, ais_schedule, base_rate_bias, published_ais_schedule,
-                              reverse_ais)
+from ebmlib.partition import (ais_log_partition, ais_schedule, base_rate_bias, log_mean_exp_with_stderr,
+                              published_ais_schedule, reverse_ais)
 from ebmlib.rbm import BernoulliRBM
 
 
@@ -88,6 +88,23 @@ def test_ais_standard_error_describes_the_spread_of_repeated_estimates():
     # the reported SE matches the observed spread within a factor 2, and the mean error is within 4.5 SE of it
     assert 0.5 < float(errors.std() / ses.mean()) < 2.0
     assert abs(float(errors.mean())) < 4.5 * float(errors.std()) / math.sqrt(40)
+
+
+def test_per_run_log_weights_give_the_estimate_and_its_standard_error():
+    rbm = random_rbm(8, 5, seed=8)
+    log_z, se, log_w = ais_log_partition(rbm, n_runs=40, betas=50, return_log_weights=True,
+                                         generator=torch.Generator().manual_seed(9))
+    assert log_w.shape == (40,)
+    again, se_again = log_mean_exp_with_stderr(log_w)
+    assert float(again) == pytest.approx(float(log_z), abs=1e-12) and float(se_again) == pytest.approx(float(se))
+    # against a direct computation in linear space
+    w = torch.exp(log_w)
+    assert float(log_z) == pytest.approx(math.log(float(w.mean())), abs=1e-12)
+    assert float(se) == pytest.approx(float(w.std() / (math.sqrt(40) * w.mean())), rel=1e-10)
+    groups, group_se = log_mean_exp_with_stderr(log_w.view(4, 10))
+    assert groups.shape == (4,) and group_se.shape == (4,)
+    with pytest.raises(ValueError, match="log_w"):
+        log_mean_exp_with_stderr(torch.tensor([float("nan"), 0.0]))
 
 
 def test_reverse_ais_approaches_the_exact_log_likelihood_from_below(digits_rbm):

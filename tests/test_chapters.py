@@ -73,6 +73,9 @@ BAD_PARAMETERS = [
     ("06_score_matching.ipynb", ["-p", "BATCH", "0"], "BATCH must be >= 2"),
     ("07_noise_contrastive_estimation.ipynb", ["-y", "NU_VALUES: [0, 10]"], "NU_VALUES must be finite and > 0"),
     ("07_noise_contrastive_estimation.ipynb", ["-y", "NOISE_SCALES: [-1.0]"], "NOISE_SCALES must be finite and > 0"),
+    ("08_rbm_ais.ipynb", ["-p", "N_HIDDEN", "40"], "N_HIDDEN must be <= 22"),
+    ("08_rbm_ais.ipynb", ["-y", "AIS_TEMPERATURES: [100, 1]"], "AIS_TEMPERATURES must be >= 2"),
+    ("08_rbm_ais.ipynb", ["-p", "LEARNING_RATE", "-0.1"], "LEARNING_RATE must be finite and > 0"),
 ]
 
 

@@ -1,0 +1,52 @@
+"""What every benchmark script shares: where results go, what they record about the machine, the summary table.
+
+Each ``bench_*.py`` returns a result dict whose ``"table"`` lists its headline comparisons, one dict per row:
+
+    {"benchmark": ..., "case": ..., "ebmlib": "...", "peer": "...", "ratio": float, "ratio_means": "...",
+     "goal": "..." or ""}
+
+:func:`write_result` stores the whole result, with the environment, as ``benchmarks/results/<name>.json``;
+``benchmarks/summarize.py`` (the last step of ``make bench``) gathers every table into the book's
+Performance appendix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def environment() -> dict:
+    """Versions, CPU and thread count of this run."""
+    import sklearn
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def row(benchmark: str, case: str, ebmlib: str, peer: str, ratio: float, ratio_means: str, goal: str = "") -> dict:
+    """One line of the summary table."""
+    return {"benchmark": benchmark, "case": case, "ebmlib": ebmlib, "peer": peer, "ratio": round(float(ratio), 2),
+            "ratio_means": ratio_means, "goal": goal}
+
+
+def write_result(name: str, result: dict) -> Path:
+    """Write ``result`` (with ``"table"`` rows and the environment added) to ``benchmarks/results/<name>.json``."""
+    if not isinstance(result.get("table"), list):
+        raise ValueError(f"benchmark {name!r} must give its summary rows under 'table'")
+    result = {"benchmark": name, **result, "environment": environment()}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(path)
+    return path
