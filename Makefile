@@ -20,6 +20,7 @@ help:
 	@echo "make book    build the HTML book into $(SITE) (executes every chapter)"
 	@echo "make test    unit tests, nbval on every chapter, strict build, browser check"
 	@echo "make bench   run benchmarks/ against peer implementations"
+	@echo "make reproduce  re-run every chapter through papermill into outputs/<run-id>/ (ARGS=\"09 --scale paper\")"
 	@echo "make execute re-execute the chapters in place (maintainers; outputs are committed)"
 	@echo "make clean   remove build outputs (keeps .venv)"
 
@@ -54,9 +55,11 @@ CHAPTERS ?= $(wildcard book/[0-9][0-9]_*.ipynb)
 execute: $(STAMP)
 	@for nb in $(CHAPTERS); do echo "== $$nb"; $(VENV)/bin/jupyter execute --inplace $$nb || exit 1; done
 
+# Re-run chapters through papermill into outputs/<run-id>/ with a summary table; e.g.
+#   make reproduce ARGS="09 --scale paper"     make reproduce ARGS="--run-id r1 --resume"
+JOBS ?= 2
 reproduce: $(STAMP)
-	@if $(PY) -c "import ebmlib.reproduce" 2>/dev/null; then $(PY) -m ebmlib.reproduce; else \
-	  echo "ebmlib.reproduce is not written yet (issue 7); re-run a chapter with papermill instead, see README"; exit 2; fi
+	$(PY) -m ebmlib.reproduce --jobs $(JOBS) $(ARGS)
 
 # Peers used only by the benchmarks (TorchEBM) are installed here, with --no-deps next to the pinned torch.
 bench: $(STAMP)

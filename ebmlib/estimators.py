@@ -11,9 +11,10 @@ import math
 
 import torch
 
-from .validation import check_finite, check_int, check_tensor
+from .validation import check_finite, check_int, check_positive, check_tensor
 
-__all__ = ["mle_exponential_family", "nce_exponential_family"]
+__all__ = ["mle_exponential_family", "nce_exponential_family", "score_matching_exponential_family",
+           "denoising_score_matching_exponential_family"]
 
 
 def _nce_objective(beta, phi_d, phi_n, off_d, off_n, n_data):
@@ -96,8 +97,15 @@ def nce_exponential_family(stats_data: torch.Tensor, stats_noise: torch.Tensor, 
     return beta[:, :k], beta[:, k]
 
 
+def _grid_log_p(theta, grid_stats, log_w):
+    """log w_g - theta^T T(x_g) for every replicate: (R, G); grid_stats is (G, K) or (R, G, K)."""
+    if grid_stats.ndim == 2:
+        return log_w[None, :] - theta @ grid_stats.T
+    return log_w - torch.einsum("rgk,rk->rg", grid_stats, theta)
+
+
 def _grid_nll(theta, mean_stats, grid_stats, log_w):
-    log_z = torch.logsumexp(log_w[None, :] - theta @ grid_stats.T, dim=1)           # (R,)
+    log_z = torch.logsumexp(_grid_log_p(theta, grid_stats, log_w), dim=1)           # (R,)
     return (theta * mean_stats).sum(1) + log_z
 
 
@@ -112,13 +120,19 @@ def mle_exponential_family(mean_stats: torch.Tensor, grid_stats: torch.Tensor, l
     and its Hessian :math:`\operatorname{Cov}_\theta T` (the Fisher information), so :math:`\ell` is convex and
     Newton's method with step halving converges from any start.
 
+    The "grid" may be any weighted point set. With :math:`M` draws :math:`y_m` from a proposal :math:`q` and
+    :math:`\log w_m = -\log q(y_m) - \log M`, the same computation is Geyer's importance-sampling MLE
+    :cite:p:`geyer1994` (minimizing :math:`J_{GL}`); pass a different sample per replicate as ``grid_stats`` of shape
+    ``(R, M, K)``. The minimizer exists when :math:`\bar T` lies inside the convex hull of the points' statistics.
+
     Parameters
     ----------
     mean_stats : torch.Tensor, shape (R, K) or (K,)
         :math:`\bar T` for each of :math:`R` data sets.
-    grid_stats : torch.Tensor, shape (G, K)
-        :math:`T(x_g)` at the quadrature nodes (for example from :func:`ebmlib.exact.quadrature_grid`).
-    log_weights : torch.Tensor, shape (G,)
+    grid_stats : torch.Tensor, shape (G, K) or (R, G, K)
+        :math:`T(x_g)` at the quadrature nodes (for example from :func:`ebmlib.exact.quadrature_grid`), shared by
+        all replicates or one set per replicate.
+    log_weights : torch.Tensor, shape (G,) or (R, G)
         :math:`\log w_g`.
     theta0 : torch.Tensor, shape (K,) or (R, K), optional
         Starting point (default zero, the uniform density on the quadrature box).
@@ -137,20 +151,23 @@ def mle_exponential_family(mean_stats: torch.Tensor, grid_stats: torch.Tensor, l
         check_finite(t, name)
     single = mean_stats.ndim == 1
     mean_stats = mean_stats[None, :] if single else mean_stats
-    if mean_stats.ndim != 2 or grid_stats.ndim != 2 or grid_stats.shape[1] != mean_stats.shape[1]:
-        raise ValueError(f"mean_stats (R, K) and grid_stats (G, K) disagree: {tuple(mean_stats.shape)} and "
-                         f"{tuple(grid_stats.shape)}")
-    if log_weights.shape != (grid_stats.shape[0],):
-        raise ValueError(f"log_weights must have shape ({grid_stats.shape[0]},), got {tuple(log_weights.shape)}")
+    batched = grid_stats.ndim == 3
+    if mean_stats.ndim != 2 or grid_stats.ndim not in (2, 3) or grid_stats.shape[-1] != mean_stats.shape[1] \
+            or (batched and grid_stats.shape[0] != mean_stats.shape[0]):
+        raise ValueError(f"mean_stats (R, K) and grid_stats (G, K) or (R, G, K) disagree: "
+                         f"{tuple(mean_stats.shape)} and {tuple(grid_stats.shape)}")
+    if log_weights.shape != grid_stats.shape[:-1]:
+        raise ValueError(f"log_weights must have shape {tuple(grid_stats.shape[:-1])}, got {tuple(log_weights.shape)}")
     max_iter = check_int(max_iter, "max_iter")
     r, k = mean_stats.shape
     theta = torch.zeros(r, k, dtype=mean_stats.dtype) if theta0 is None else \
         torch.as_tensor(theta0, dtype=mean_stats.dtype).expand(r, k).clone()
     loss = _grid_nll(theta, mean_stats, grid_stats, log_weights)
     for _ in range(max_iter):
-        p = torch.softmax(log_weights[None, :] - theta @ grid_stats.T, dim=1)          # (R, G) model weights
-        mean_model = p @ grid_stats                                                     # E_theta T, (R, K)
-        centred = grid_stats[None, :, :] - mean_model[:, None, :]
+        p = torch.softmax(_grid_log_p(theta, grid_stats, log_weights), dim=1)          # (R, G) model weights
+        points = grid_stats if batched else grid_stats[None, :, :]
+        mean_model = torch.einsum("rg,rgk->rk", p, points.expand(r, -1, -1))          # E_theta T, (R, K)
+        centred = points - mean_model[:, None, :]
         fisher = torch.einsum("rg,rgk,rgl->rkl", p, centred, centred)
         grad = mean_stats - mean_model
         step = torch.linalg.solve(fisher + 1e-14 * torch.eye(k, dtype=fisher.dtype), grad.unsqueeze(-1)).squeeze(-1)
@@ -166,3 +183,87 @@ def mle_exponential_family(mean_stats: torch.Tensor, grid_stats: torch.Tensor, l
             scale = torch.where(worse, scale / 2, scale)
         theta, loss = trial, new_loss
     return theta[0] if single else theta
+
+
+
+def _least_squares_fit(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    k = gram.shape[-1]
+    scale = gram.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1e-300)[:, None, None]
+    return torch.linalg.solve(gram + 1e-13 * scale * torch.eye(k, dtype=gram.dtype), rhs.unsqueeze(-1)).squeeze(-1)
+
+
+def _check_stats(t, name, ndim):
+    check_tensor(t, name)
+    check_finite(t, name)
+    if t.ndim != ndim or t.shape[1] == 0:
+        raise ValueError(f"{name} must have {ndim} dimensions with at least one point per replicate, "
+                         f"got shape {tuple(t.shape)}")
+    return t
+
+
+def score_matching_exponential_family(grad_stats: torch.Tensor, second_stats: torch.Tensor) -> torch.Tensor:
+    r"""Score-matching estimates for many replicate data sets at once, in closed form.
+
+    For :math:`E = \theta^\top T` the model score is :math:`s_\theta(x) = -\sum_k\theta_k\nabla_x T_k(x)`, so
+    :func:`ebmlib.losses.score_matching_loss` is the quadratic
+
+    .. math::  J(\theta) = \frac1N\sum_n\Bigl[\tfrac12\bigl\lVert \textstyle\sum_k \theta_k \nabla T_k(x_n)\bigr\rVert^2
+               - \theta^\top \Delta T(x_n)\Bigr],
+               \qquad \hat\theta = \Bigl(\frac1N\sum_n G_n G_n^\top\Bigr)^{-1}\frac1N\sum_n \Delta T(x_n),
+
+    with :math:`G_n` the :math:`K\times d` matrix of :math:`\nabla_x T_k(x_n)` :cite:p:`hyvarinen2005`. Sliced score
+    matching (:func:`ebmlib.losses.sliced_score_matching_loss` with variance reduction) is the same computation with
+    :math:`\Delta T` replaced by the projected second derivative :math:`v_n^\top\nabla_x^2 T_k(x_n)\,v_n`.
+
+    Parameters
+    ----------
+    grad_stats : torch.Tensor, shape (R, N, K, d)
+        :math:`\partial T_k(x_n)/\partial x_j` for each of :math:`R` replicates.
+    second_stats : torch.Tensor, shape (R, N, K)
+        :math:`\Delta T_k(x_n)` (exact) or :math:`v_n^\top\nabla^2 T_k(x_n) v_n` (sliced).
+
+    Returns
+    -------
+    theta : torch.Tensor, shape (R, K)
+    """
+    _check_stats(grad_stats, "grad_stats", 4)
+    _check_stats(second_stats, "second_stats", 3)
+    if second_stats.shape != grad_stats.shape[:3]:
+        raise ValueError(f"second_stats must have shape {tuple(grad_stats.shape[:3])}, got {tuple(second_stats.shape)}")
+    gram = torch.einsum("rnkd,rnld->rkl", grad_stats, grad_stats) / grad_stats.shape[1]
+    return _least_squares_fit(gram, second_stats.mean(1))
+
+
+def denoising_score_matching_exponential_family(grad_stats_noisy: torch.Tensor, noise: torch.Tensor,
+                                                sigma: float) -> torch.Tensor:
+    r"""Denoising score-matching estimates for many replicate data sets at once, in closed form.
+
+    With :math:`\tilde x_n = x_n + \sigma\varepsilon_n`, :func:`ebmlib.losses.denoising_score_matching_loss` is
+    :math:`\frac1N\sum_n\tfrac12\lVert -G(\tilde x_n)^\top\theta + \varepsilon_n/\sigma\rVert^2`
+    :cite:p:`vincent2011`, a least-squares problem with solution
+
+    .. math::  \hat\theta_\sigma = \Bigl(\frac1N\sum_n G(\tilde x_n) G(\tilde x_n)^\top\Bigr)^{-1}
+               \frac1N\sum_n G(\tilde x_n)\,\varepsilon_n/\sigma .
+
+    Parameters
+    ----------
+    grad_stats_noisy : torch.Tensor, shape (R, N, K, d)
+        :math:`\partial T_k/\partial x_j` at the *noisy* points :math:`\tilde x_n`.
+    noise : torch.Tensor, shape (R, N, d)
+        The standard normal draws :math:`\varepsilon_n`.
+    sigma : float
+        Noise level, > 0.
+
+    Returns
+    -------
+    theta : torch.Tensor, shape (R, K)
+    """
+    _check_stats(grad_stats_noisy, "grad_stats_noisy", 4)
+    _check_stats(noise, "noise", 3)
+    sigma = check_positive(sigma, "sigma")
+    r, n, k, d = grad_stats_noisy.shape
+    if noise.shape != (r, n, d):
+        raise ValueError(f"noise must have shape {(r, n, d)}, got {tuple(noise.shape)}")
+    gram = torch.einsum("rnkd,rnld->rkl", grad_stats_noisy, grad_stats_noisy) / n
+    rhs = torch.einsum("rnkd,rnd->rk", grad_stats_noisy, noise) / (n * sigma)
+    return _least_squares_fit(gram, rhs)

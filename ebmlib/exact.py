@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from .validation import check_batch, check_bounds, check_energy_output, check_int, check_positive, check_tensor
+from .validation import check_generator, check_batch, check_bounds, check_energy_output, check_int, check_positive, check_tensor
 
 __all__ = [
     "quadrature_grid",
+    "sample_quadrature",
     "log_partition_quadrature",
     "expectation_quadrature",
     "binary_states",
@@ -191,6 +192,57 @@ def expectation_quadrature(fn: Callable, energy_fn: Callable, bounds, n_points=N
         raise ValueError(f"fn must map the {points.shape[0]} nodes to a tensor with that many rows")
     values = values.to(dtype)
     return probs @ values if values.ndim == 1 else probs @ values.reshape(values.shape[0], -1)
+
+
+def sample_quadrature(energy_fn: Callable, bounds, n: int, *, n_points: int = 20001,
+                      generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    r"""Independent draws from a 1-D density :math:`e^{-E(x)}/Z` by inverting its CDF on a fine grid.
+
+    The density is evaluated at ``n_points`` equally spaced nodes of ``bounds``; each cell between two nodes gets the
+    trapezoid mass :math:`\tfrac h2(p_i + p_{i+1})`, a cell is drawn with that probability and the point is placed
+    within it with density linear between :math:`p_i` and :math:`p_{i+1}`. The draws are exact for the piecewise-linear
+    interpolant of the density, whose error is :math:`O(h^2)`; a test compares them with the exact CDF.
+
+    Parameters
+    ----------
+    energy_fn : callable
+        Maps ``(m, 1)`` to ``(m,)``.
+    bounds : (low, high)
+        Interval holding all but a negligible part of the mass (checked: the density at both ends must be below
+        ``1e-12`` of its maximum).
+    n : int
+        Number of draws.
+    n_points : int
+        Grid nodes.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    torch.Tensor, shape (n, 1)
+    """
+    n = check_int(n, "n")
+    n_points = check_int(n_points, "n_points", minimum=3)
+    check_generator(generator)
+    ((low, high),) = check_bounds([bounds] if not isinstance(bounds[0], (tuple, list)) else bounds)
+    nodes = torch.linspace(low, high, n_points, dtype=dtype)
+    with torch.no_grad():
+        log_p = -check_energy_output(energy_fn(nodes[:, None]), n_points).to(dtype)
+    if not bool(torch.isfinite(log_p).all()):
+        raise ValueError("energy_fn returned NaN or infinite energies on the grid")
+    log_p = log_p - log_p.max()
+    if float(log_p[0]) > math.log(1e-12) or float(log_p[-1]) > math.log(1e-12):
+        raise ValueError(f"bounds {bounds} cut off mass: widen them so that the density is negligible at both ends")
+    p = log_p.exp()
+    h = (high - low) / (n_points - 1)
+    masses = 0.5 * (p[:-1] + p[1:])
+    cell = torch.multinomial(masses, n, replacement=True, generator=generator)
+    u = torch.rand(n, generator=generator, dtype=dtype)
+    a, b = p[cell], p[cell + 1]
+    # invert the CDF of the density a + (b - a) t on [0, 1]: (a t + (b - a) t^2 / 2) / ((a + b) / 2) = u
+    slope = b - a
+    disc = torch.sqrt(a * a + slope * u * (a + b))
+    t = torch.where(slope.abs() > 1e-12 * (a + b), (disc - a) / torch.where(slope == 0, 1.0, slope), u)
+    return (nodes[cell] + h * t.clamp(0.0, 1.0))[:, None]
 
 
 def binary_states(n_bits: int, start: int = 0, stop: int | None = None, *,
