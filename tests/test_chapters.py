@@ -76,6 +76,9 @@ BAD_PARAMETERS = [
     ("08_rbm_ais.ipynb", ["-p", "N_HIDDEN", "40"], "N_HIDDEN must be <= 22"),
     ("08_rbm_ais.ipynb", ["-y", "AIS_TEMPERATURES: [100, 1]"], "AIS_TEMPERATURES must be >= 2"),
     ("08_rbm_ais.ipynb", ["-p", "LEARNING_RATE", "-0.1"], "LEARNING_RATE must be finite and > 0"),
+    ("09_head_to_head.ipynb", ["-y", "THETA_STAR: [-1.0, -0.25]"], "THETA_STAR must be (theta_1, theta_2) with theta_2 > 0"),
+    ("09_head_to_head.ipynb", ["-y", "N_VALUES: [100, 5]"], "N_VALUES must be >= 20"),
+    ("09_head_to_head.ipynb", ["-y", "DSM_SIGMAS: [0.1, 0]"], "DSM_SIGMAS must be finite and > 0"),
 ]
 
 
