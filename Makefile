@@ -65,6 +65,7 @@ reproduce: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r benchmarks/requirements.txt
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	$(PY) benchmarks/summarize.py
 
 clean:
 	rm -rf _build book/_build outputs

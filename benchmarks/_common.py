@@ -13,24 +13,16 @@ Performance appendix.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
-
-import numpy as np
-import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def environment() -> dict:
-    """Versions, CPU and thread count of this run."""
-    import sklearn
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__, "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "date": time.strftime("%Y-%m-%d")}
+    """Versions, CPU model and thread counts of this run (as recorded by ``ebmlib.reproduce``), and the date."""
+    from ebmlib.reproduce import environment as reproduce_environment
+    return dict(reproduce_environment(), date=time.strftime("%Y-%m-%d"))
 
 
 def row(benchmark: str, case: str, ebmlib: str, peer: str, ratio: float, ratio_means: str, goal: str = "") -> dict:

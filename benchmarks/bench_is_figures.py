@@ -16,16 +16,15 @@ Usage:  python benchmarks/bench_is_figures.py [--runs 1000] [--repeats 1]
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import special
 
+from _common import row, write_result
 from ebmlib import GaussianEnergy, gaussian_scale
 
 THETA_STAR, N_OBS, M_VALUES = 2.0, 100, (100, 5000)
@@ -107,9 +106,10 @@ def main() -> dict:
     print(f"  ebmlib (gaussian_scale.paper_experiment): {result['ebmlib_s']:8.2f} s")
     print(f"  straightforward NumPy/SciPy reference:    {result['reference_numpy_scipy_s']:8.2f} s")
     print(f"  speed-up: {result['speedup']}x   (mean curves agree: max |z| = {worst:.2f})")
-    out_dir = Path(__file__).resolve().parent / "results"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / "is_figures.json").write_text(json.dumps(result, indent=2))
+    result["table"] = [row("Chapter 2 Figures 1–2 (IS-MLE)", result["setting"], f"{result['ebmlib_s']:.2f} s",
+                           f"{result['reference_numpy_scipy_s']:.2f} s (NumPy/SciPy reference)", result["speedup"],
+                           "speed-up over the reference (time reference / ebmlib)", "> 1")]
+    write_result("is_figures", result)
     return result
 
 

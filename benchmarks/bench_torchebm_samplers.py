@@ -15,13 +15,12 @@ Needs:  pip install --no-deps -r benchmarks/requirements.txt   (``make bench`` d
 from __future__ import annotations
 
 import argparse
-import json
 import math
-from pathlib import Path
 
 import torch
 
 from ebmlib import MLPEnergy
+from _common import row as summary_row, write_result
 from ebmlib.samplers import sample
 from ebmlib.timing import best_time
 
@@ -92,11 +91,12 @@ def main() -> dict:
             row["ebmlib_over_autograd_loop"] = round(row["ebmlib_evals_per_s"] / row["autograd_loop_evals_per_s"], 2)
         rows.append(row)
         print(row)
-    result = {"benchmark": "torchebm_samplers", "torchebm": torchebm.__version__, "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "chains": args.chains, "rows": rows}
-    out_dir = Path(__file__).resolve().parent / "results"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / "torchebm_samplers.json").write_text(json.dumps(result, indent=2))
+    table = [summary_row(f"TorchEBM {torchebm.__version__} samplers", f"{r['sampler']}, 2-64-64-1 SiLU MLP, {args.chains} chains",
+                 f"{r['ebmlib_evals_per_s']:.0f} gradient evals/s", f"{r['torchebm_evals_per_s']:.0f} gradient evals/s",
+                 r["ebmlib_over_torchebm"], "throughput ebmlib / TorchEBM",
+                 ">= 1.0" if r["sampler"] == "langevin" else ">= 1.5") for r in rows]
+    result = {"torchebm": torchebm.__version__, "chains": args.chains, "rows": rows, "table": table}
+    write_result("torchebm_samplers", result)
     return result
 
 
