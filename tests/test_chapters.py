@@ -95,3 +95,12 @@ def test_bad_parameter_fails_early_and_overwrites_nothing(name, args, message, t
     executed = json.loads(out.read_text())
     ran = [c for c in executed["cells"] if c["cell_type"] == "code" and c.get("execution_count")]
     assert len(ran) <= 3, "the error must come from the first cells, before any computation"
+
+
+def test_readme_links_every_chapter_with_its_figure():
+    readme = (BOOK.parent / "README.md").read_text()
+    for path in sorted(BOOK.glob("[0-9][0-9]_*.ipynb")):
+        assert f"(book/{path.name})" in readme, f"README does not link {path.name}"
+        figure = BOOK.parent / "figures" / f"{path.stem}.png"
+        assert f'src="figures/{path.stem}.png"' in readme and figure.is_file(), f"no README figure for {path.stem}"
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
