@@ -400,29 +400,34 @@ class BernoulliRBM:
                                   progress=None if progress else False):
             started = time.perf_counter()
             with torch.no_grad():
-                data = torch.index_select(augmented, 0, torch.randperm(n, generator=generator))
-                for start in range(0, n, batch_size):
-                    v_pos = data[start:start + batch_size]
-                    p_pos = torch.sigmoid_(v_pos @ theta)                  # (m, nh+1), last column exactly 1
-                    if not persistent:                                     # CD: the chains start at the data
-                        h = torch.bernoulli(p_pos, generator=generator)
-                    for _ in range(k):
-                        v_neg = torch.bernoulli(torch.sigmoid_(h @ theta_t), generator=generator)
-                        p_neg = torch.sigmoid_(v_neg @ theta)
-                        h = torch.bernoulli(p_neg, generator=generator)
-                    # gradient ascent on the log-likelihood: theta -= a * contrastive_gradient(...), all blocks at once
-                    target = theta if velocity is None else velocity.mul_(momentum)
-                    target.addmm_(v_pos.T, p_pos, alpha=a / v_pos.shape[0])
-                    target.addmm_(v_neg.T, p_neg, alpha=-a / v_neg.shape[0])
-                    if weight_decay:
-                        target[:nv, :nh].add_(weights, alpha=-a * weight_decay)
-                    if velocity is not None:
-                        theta.add_(velocity)
+                try:
+                    data = torch.index_select(augmented, 0, torch.randperm(n, generator=generator))
+                    for start in range(0, n, batch_size):
+                        v_pos = data[start:start + batch_size]
+                        p_pos = torch.sigmoid_(v_pos @ theta)                  # (m, nh+1), last column exactly 1
+                        if not persistent:                                     # CD: the chains start at the data
+                            h = torch.bernoulli(p_pos, generator=generator)
+                        for _ in range(k):
+                            v_neg = torch.bernoulli(torch.sigmoid_(h @ theta_t), generator=generator)
+                            p_neg = torch.sigmoid_(v_neg @ theta)
+                            h = torch.bernoulli(p_neg, generator=generator)
+                        # gradient ascent on the log-likelihood: theta -= a * contrastive_gradient(...), all blocks at once
+                        target = theta if velocity is None else velocity.mul_(momentum)
+                        target.addmm_(v_pos.T, p_pos, alpha=a / v_pos.shape[0])
+                        target.addmm_(v_neg.T, p_neg, alpha=-a / v_neg.shape[0])
+                        if weight_decay:
+                            target[:nv, :nh].add_(weights, alpha=-a * weight_decay)
+                        if velocity is not None:
+                            theta.add_(velocity)
+                except RuntimeError:             # e.g. bernoulli() on NaN probabilities
+                    if bool(torch.isfinite(theta).all()):
+                        raise
+                    raise FloatingPointError(f"the weights became non-finite in epoch {epoch}: lower learning_rate "
+                                             f"(got {learning_rate})") from None
                 self.weight.copy_(weights)
                 self.visible_bias.copy_(theta[:nv, nh])
                 self.hidden_bias.copy_(theta[nv, :nh])
-            W = self.weight
-            if not bool(torch.isfinite(W).all()):
+            if not bool(torch.isfinite(theta).all()):
                 raise FloatingPointError(f"the weights became non-finite in epoch {epoch}: lower learning_rate "
                                          f"(got {learning_rate})")
             logs = {"epoch": epoch, "seconds": time.perf_counter() - started}
