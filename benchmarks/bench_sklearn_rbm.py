@@ -33,15 +33,6 @@ from ebmlib.rbm import BernoulliRBM
 SETTING = dict(batch_size=20, learning_rate=0.05)
 
 
-def as_ebmlib(sk: SklearnRBM) -> BernoulliRBM:
-    """The scikit-learn model's parameters in an ebmlib RBM (for the exact log-likelihood)."""
-    rbm = BernoulliRBM(sk.components_.shape[1], sk.components_.shape[0], weight_scale=0.0)
-    rbm.weight = torch.tensor(sk.components_.T.copy())
-    rbm.visible_bias = torch.tensor(sk.intercept_visible_.copy())
-    rbm.hidden_bias = torch.tensor(sk.intercept_hidden_.copy())
-    return rbm
-
-
 def exact_ll(rbm: BernoulliRBM, x: torch.Tensor) -> float:
     return float(rbm.log_likelihood(x, rbm.log_partition_exact()).mean())
 
@@ -99,7 +90,7 @@ def main() -> dict:
                 for start in range(0, len(x_np), SETTING["batch_size"]):
                     sk.partial_fit(x_np[start:start + SETTING["batch_size"]])
                 if epoch > args.epochs - 10:
-                    lls.append(exact_ll(as_ebmlib(sk), x))
+                    lls.append(exact_ll(BernoulliRBM.from_sklearn(sk), x))
         return lls[-1], float(np.mean(lls))
 
     lls = {name: np.array([tracked(name, seed) for seed in range(args.seeds)]) for name in ("ebmlib", "sklearn")}

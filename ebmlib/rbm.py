@@ -105,6 +105,20 @@ class BernoulliRBM:
         other.weight, other.visible_bias, other.hidden_bias = (p.detach().clone() for p in self.parameters())
         return other
 
+    @classmethod
+    def from_sklearn(cls, model) -> "BernoulliRBM":
+        """The parameters of a fitted ``sklearn.neural_network.BernoulliRBM`` (``components_`` is ``W^T``), in float64,
+        so that its exact log Z and likelihood can be computed here."""
+        for name in ("components_", "intercept_visible_", "intercept_hidden_"):
+            if not hasattr(model, name):
+                raise TypeError(f"model must be a fitted scikit-learn BernoulliRBM (it has no {name})")
+        n_hidden, n_visible = model.components_.shape
+        rbm = cls(n_visible, n_hidden, weight_scale=0.0)
+        rbm.weight = torch.tensor(model.components_.T, dtype=torch.float64).contiguous()
+        rbm.visible_bias = torch.tensor(model.intercept_visible_, dtype=torch.float64)
+        rbm.hidden_bias = torch.tensor(model.intercept_hidden_, dtype=torch.float64)
+        return rbm
+
     def __repr__(self) -> str:
         return f"BernoulliRBM(n_visible={self.n_visible}, n_hidden={self.n_hidden}, dtype={self.dtype})"
 
@@ -430,12 +444,6 @@ class BernoulliRBM:
             if not bool(torch.isfinite(theta).all()):
                 raise FloatingPointError(f"the weights became non-finite in epoch {epoch}: lower learning_rate "
                                          f"(got {learning_rate})")
-            logs = {"epoch": epoch, "seconds": time.perf_counter() - started}
-            stop = False
-            for callback in callbacks:
-                stop = bool(callback(epoch, logs)) or stop
-            history.append(logs)
-            if stop:
-                history.stopped_early = True
+            if history.record(epoch, {"epoch": epoch, "seconds": time.perf_counter() - started}, callbacks):
                 break
         return history

@@ -43,7 +43,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import yaml
@@ -315,7 +315,7 @@ def run(chapters: list[Chapter], parameters: dict[str, dict], *, out: Path, run_
     futures: dict = {}
     try:
         futures = {pool.submit(runner.execute, c, parameters[c.stem]): c for c in todo}
-        for future in progress_bar(_as_completed(futures), total=len(futures), desc="chapters", progress=progress):
+        for future in progress_bar(as_completed(futures), total=len(futures), desc="chapters", progress=progress):
             record = future.result()
             records[record["chapter"]] = record
             print(f"{record['chapter']}: {record['status']} ({record['seconds']} s)", flush=True)
@@ -337,11 +337,6 @@ def run(chapters: list[Chapter], parameters: dict[str, dict], *, out: Path, run_
     if interrupted:
         raise KeyboardInterrupt
     return ordered
-
-
-def _as_completed(futures):
-    from concurrent.futures import as_completed
-    return as_completed(futures)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,16 @@ class History(dict):
         for key, value in logs.items():
             self.setdefault(key, []).append(value)
 
+    def record(self, step: int, logs: dict, callbacks) -> bool:
+        """Call ``callback(step, logs)`` for each callback (they may add entries), append ``logs``, and return
+        True (setting :attr:`stopped_early`) when any callback returned a truthy value."""
+        stop = False
+        for callback in callbacks:
+            stop = bool(callback(step, logs)) or stop
+        self.append(logs)
+        self.stopped_early = stop
+        return stop
+
     def as_tensor(self, key: str) -> torch.Tensor:
         """The record ``key`` as a float64 tensor."""
         return torch.as_tensor(self[key], dtype=torch.float64)
@@ -220,11 +230,6 @@ def train(loss_fn: Callable[[int], torch.Tensor | tuple], parameters: Iterable[t
             scheduler.step()
         record = {"step": step, "loss": loss_value, "lr": lr}
         record.update({k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in logs.items()})
-        stop = False
-        for callback in callbacks:
-            stop = bool(callback(step, record)) or stop
-        history.append(record)
-        if stop:
-            history.stopped_early = True
+        if history.record(step, record, callbacks):
             break
     return history

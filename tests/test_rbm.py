@@ -208,3 +208,16 @@ def test_fit_reports_divergence():
     with pytest.raises(FloatingPointError, match="non-finite in epoch 1: lower learning_rate"):
         rbm.fit(torch.ones(4, 4, dtype=torch.float64), n_epochs=2, batch_size=2, learning_rate=0.1,
                 generator=torch.Generator().manual_seed(1), progress=False)
+
+
+def test_from_sklearn_reads_a_fitted_scikit_learn_model():
+    from sklearn.neural_network import BernoulliRBM as SklearnRBM
+    data = torch.bernoulli(torch.full((40, 6), 0.3, dtype=torch.float64), generator=torch.Generator().manual_seed(0))
+    sk = SklearnRBM(n_components=3, n_iter=2, random_state=0).fit(data.numpy())
+    rbm = BernoulliRBM.from_sklearn(sk)
+    assert (rbm.n_visible, rbm.n_hidden) == (6, 3)
+    # scikit-learn's free energy is -v.b - sum_j log(1 + exp(c_j + v W_j)): the same formula
+    assert torch.allclose(rbm.free_energy(data), torch.tensor(sk._free_energy(data.numpy())), atol=1e-12)
+    assert torch.allclose(rbm.hidden_probabilities(data), torch.tensor(sk.transform(data.numpy())), atol=1e-12)
+    with pytest.raises(TypeError, match="fitted scikit-learn BernoulliRBM"):
+        BernoulliRBM.from_sklearn(SklearnRBM())
