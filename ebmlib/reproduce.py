@@ -70,7 +70,9 @@ class Chapter:
         self.stem = self.path.stem
         self.number = self.stem.split("_", 1)[0]
         nb = nbformat.read(self.path, as_version=4)
-        self.code = [c.source for c in nb.cells if c.cell_type == "code"]
+        # Hidden set-up cells (the Colab install cell, tagged remove-cell) are not the chapter's code.
+        self.code = [c.source for c in nb.cells
+                     if c.cell_type == "code" and "remove-cell" not in c.metadata.get("tags", [])]
         first = next((c for c in nb.cells if c.cell_type == "code"), None)
         if first is None or "parameters" not in first.metadata.get("tags", []):
             raise ReproduceError(f"{self.path.name}: its first code cell must be tagged 'parameters'")
