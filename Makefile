@@ -6,6 +6,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SITE   := _build/html
+# Release and repository tools (actionlint, cffconvert, build, twine) live in their own venv: see requirements-tools.txt.
+TOOLS  := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
 
 # No progress-bar clutter in executed notebooks and the rendered book.
 # (Do not set MPLBACKEND here: it would override the kernels' inline backend and drop every figure.)
@@ -14,11 +17,14 @@ export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
 NBVAL_FLAGS := --nbval-lax -p no:cacheprovider -o norecursedirs="_build .* .venv outputs"
 
-.PHONY: help setup book test build-strict execute reproduce bench clean
+.PHONY: help setup tools book test test-slow test-floors dist build-strict execute reproduce bench clean
 
 help:
 	@echo "make book    build the HTML book into $(SITE) (executes every chapter)"
 	@echo "make test    unit tests, nbval on every chapter, strict build, browser check"
+	@echo "make test-slow  the wheel in a fresh venv runs a chapter from an empty folder (minutes)"
+	@echo "make test-floors  the unit tests on the lowest versions pyproject.toml allows (tests/floors.txt)"
+	@echo "make dist    build the sdist and wheel into dist/ and check them with twine"
 	@echo "make bench   run benchmarks/ against peer implementations"
 	@echo "make reproduce  re-run every chapter through papermill into outputs/<run-id>/ (ARGS=\"09 --scale paper\")"
 	@echo "make execute re-execute the chapters in place (maintainers; outputs are committed)"
@@ -32,20 +38,46 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
+$(TOOLS_STAMP): requirements-tools.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	@touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build book/ --path-output . 
 	@echo
 	@echo "Open the book: $(abspath $(SITE))/index.html"
 
-test: $(STAMP)
-	@echo "== 1/4 ebmlib unit tests"
-	$(PY) -m pytest -m "not site" tests
+test: $(STAMP) $(TOOLS_STAMP)
+	@echo "== 1/4 ebmlib unit tests (with the packaging, citation and workflow checks)"
+	$(PY) -m pytest -m "not site and not slow" tests
 	@echo "== 2/4 nbval: re-run every chapter and compare the checked outputs"
 	$(PY) -m pytest $(NBVAL_FLAGS) book
 	@echo "== 3/4 strict book build (-W, any cell error fatal)"
 	$(MAKE) --no-print-directory build-strict
 	@echo "== 4/4 headless-browser check of the built pages"
 	$(PY) -m pytest -m site tests
+
+# The wheel, installed into a fresh venv, runs a chapter copied alone into an empty folder (a few minutes).
+test-slow: $(STAMP) $(TOOLS_STAMP)
+	$(PY) -m pytest -m slow tests
+
+# The unit tests on the floors of pyproject.toml's ranges (tests/floors.txt), in their own venv (downloads torch).
+FLOORS ?= .venv-floors
+test-floors:
+	@test -x $(FLOORS)/bin/python || $(PYTHON) -m venv $(FLOORS)
+	$(FLOORS)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/floors.txt
+	$(FLOORS)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(FLOORS)/bin/python -m pytest -m "not site and not slow" -p no:cacheprovider tests \
+	    --ignore=tests/test_site.py --ignore=tests/test_chapters.py --ignore=tests/test_reproduce.py \
+	    --ignore=tests/test_packaging.py --ignore=tests/test_environment.py
+
+dist: $(TOOLS_STAMP)
+	rm -rf dist
+	$(TOOLS)/bin/python -m build --outdir dist .
+	$(TOOLS)/bin/twine check --strict dist/*
 
 build-strict: $(STAMP)
 	$(VENV)/bin/jupyter-book build book/ --path-output . -W --keep-going
@@ -68,4 +100,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/summarize.py
 
 clean:
-	rm -rf _build book/_build outputs
+	rm -rf _build book/_build outputs dist

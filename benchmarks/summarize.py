@@ -3,17 +3,24 @@
 The table replaces the text between the two marker comments of ``book/appendix_performance.md``; the page is
 committed with the last measured table, so the book shows it without re-running the benchmarks.
 
-Usage:  python benchmarks/summarize.py   (the last step of ``make bench``)
+The chapter run times also go into the table of ``book/for_instructors.md``.
+
+Usage:  python benchmarks/summarize.py                       (the last step of ``make bench``)
+        python benchmarks/summarize.py --chapter-times-only  (after bench_chapter_times.py alone)
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PAGE = HERE.parent / "book" / "appendix_performance.md"
 START, END = "<!-- benchmark table: start (written by benchmarks/summarize.py) -->", "<!-- benchmark table: end -->"
+INSTRUCTORS = HERE.parent / "book" / "for_instructors.md"
+TIMES_START = "<!-- chapter times: start (written by benchmarks/summarize.py) -->"
+TIMES_END = "<!-- chapter times: end -->"
 ORDER = ["chapter_times", "is_figures", "torchebm_samplers", "sklearn_rbm", "score_matching_cost"]
 
 
@@ -31,7 +38,45 @@ def table_markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def chapter_times_markdown(result: dict) -> str:
+    """The run time of each chapter, for the instructors' page."""
+    lines = ["| chapter | run time |", "|---|---|"]
+    lines += [f"| {r['chapter']} | {r['seconds']:.0f} s |" for r in result["records"]]
+    total = sum(r["seconds"] for r in result["records"])
+    env = result.get("environment", {})
+    lines += [f"| whole book, one chapter at a time | {total:.0f} s |", "",
+              f"Measured on {env.get('date', '?')}: {env.get('cpu', '?')}, {env.get('cpu_count', '?')} cores."]
+    return "\n".join(lines)
+
+
+def replace_between(path: Path, start: str, end: str, body: str) -> None:
+    """Replace the text between the ``start`` and ``end`` marker lines of ``path`` by ``body``."""
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{path} lacks the markers {start!r} ... {end!r}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{body}\n{end}{tail}")
+
+
+def _update_chapter_times(result: dict) -> None:
+    """Replace only the chapter-time rows of the Performance table, and the instructors' table."""
+    text = PAGE.read_text()
+    head, rest = text.split(START, 1)
+    body, tail = rest.split(END, 1)
+    kept = [line for line in body.strip().splitlines()[2:] if not line.startswith("| Chapter execution time")]
+    fresh = table_markdown([result]).splitlines()
+    rows = [line for line in fresh if line.startswith("| Chapter execution time")]
+    footer = [line for line in kept if not line.startswith("|") and "re-measured" not in line]
+    footer.append(f"Chapter execution times re-measured on {result['environment'].get('date', '?')}.")
+    kept = [line for line in kept if line.startswith("|")]
+    lines = fresh[:2] + rows + kept + footer
+    PAGE.write_text(f"{head}{START}\n" + "\n".join(lines) + f"\n{END}{tail}")
+    replace_between(INSTRUCTORS, TIMES_START, TIMES_END, chapter_times_markdown(result))
+
+
+def main(argv: list[str] | None = None) -> None:
+    chapter_times_only = "--chapter-times-only" in (sys.argv[1:] if argv is None else argv)
     found = {}
     for path in sorted((HERE / "results").glob("*.json")):
         content = json.loads(path.read_text())
@@ -41,12 +86,15 @@ def main() -> None:
             print(f"skipping {path.name}: written by an older script without a summary table; re-run it")
     results = [found[k] for k in ORDER if k in found] + [v for k, v in found.items() if k not in ORDER]
     missing = [k for k in ORDER if k not in found]
-    text = PAGE.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{PAGE} lacks the benchmark-table markers")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    PAGE.write_text(f"{head}{START}\n{table_markdown(results)}\n{END}{tail}")
+    if chapter_times_only:
+        if "chapter_times" not in found:
+            raise SystemExit("no benchmarks/results/chapter_times.json: run benchmarks/bench_chapter_times.py")
+        _update_chapter_times(found["chapter_times"])
+        print(f"wrote the chapter times into {PAGE} and {INSTRUCTORS}")
+        return
+    replace_between(PAGE, START, END, table_markdown(results))
+    if "chapter_times" in found:
+        replace_between(INSTRUCTORS, TIMES_START, TIMES_END, chapter_times_markdown(found["chapter_times"]))
     print(f"wrote {len(results)} benchmark tables into {PAGE}" + (f"; missing: {', '.join(missing)}" if missing else ""))
 
 

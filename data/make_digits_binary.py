@@ -10,6 +10,9 @@ training set and the remaining 297 the test set, each file in permutation order.
 File format: one image per line, ``<label> <64 characters of 0/1, row by row>``.
 
 Usage:  python data/make_digits_binary.py [--out FOLDER]   (then compare the sha256 sums with README.md)
+
+The files are package data: by default they are written to ``ebmlib/datasets/``, where
+``ebmlib.data.load_digits_binary`` reads them through ``importlib.resources``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sklearn.datasets import load_digits
 N_TRAIN = 1500
 SPLIT_SEED = 2008
 HERE = Path(__file__).resolve().parent
+PACKAGE_DATA = HERE.parent / "ebmlib" / "datasets"
 
 
 def binarize(images: np.ndarray) -> np.ndarray:
@@ -37,7 +41,8 @@ def lines(bits: np.ndarray, labels: np.ndarray) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Regenerate the binarized digits bit for bit.")
-    parser.add_argument("--out", type=Path, default=HERE, help="folder to write to (default: this folder)")
+    parser.add_argument("--out", type=Path, default=PACKAGE_DATA,
+                        help="folder to write to (default: the package data, ebmlib/datasets/)")
     out = parser.parse_args(argv).out
     out.mkdir(parents=True, exist_ok=True)
     digits = load_digits()

@@ -29,7 +29,7 @@ from .losses import (cd_loss, denoising_score_matching_loss, importance_sampling
 from .rbm import BernoulliRBM
 from .training import History, ReplayBuffer, robbins_monro_schedule, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "autodiff", "data", "diagnostics", "energies", "estimators", "exact", "gaussian_scale", "losses", "partition", "plotting", "proposals", "rbm", "samplers",

@@ -1,7 +1,7 @@
 r"""Data sets for the chapters: binarized handwritten digits, and 2-D toy densities with exact log densities.
 
 * :func:`load_digits_binary`: the 1797 8x8 digits of scikit-learn's copy of the UCI data, binarized, with a fixed
-  train/test split, read from ``data/`` and checked against their SHA-256.
+  train/test split, read from the package data (``ebmlib/datasets/``) and checked against their SHA-256.
 * :func:`ring_of_gaussians` / :func:`ring_log_density`: eight Gaussian modes on a circle.
 * :func:`two_moons` / :func:`two_moons_log_density`: two interleaved half circles blurred by Gaussian noise.
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -22,14 +23,15 @@ __all__ = ["load_digits_binary", "DIGITS_SHA256", "ring_of_gaussians", "ring_log
 
 
 #: SHA-256 of the files written by ``data/make_digits_binary.py`` (also listed in ``data/README.md``).
+#: The files ship inside the package, in ``ebmlib/datasets/``, and are read through ``importlib.resources``.
 DIGITS_SHA256 = {
     "digits_binary_train.txt": "c55cef3f51449deeb7bcd318fa77ff313b242b58f1dfb80bb8eae3fa7408e281",
     "digits_binary_test.txt": "a0c1def4a640543ecb68e6f9cbdc3376832a1194217abe181798b85b682599c4",
 }
-_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+_DATASETS = "datasets"
 
 
-def _read_digits(path: Path, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_digits(path, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: regenerate it with `python data/make_digits_binary.py`")
     raw = path.read_bytes()
@@ -61,7 +63,7 @@ def load_digits_binary(*, return_labels: bool = False, dtype: torch.dtype = torc
     dtype : torch.dtype
         Floating dtype of the images.
     root : path, optional
-        Folder holding the files (default: the repository's ``data/``).
+        Folder holding the files (default: the copy shipped inside the package, ``ebmlib/datasets/``).
 
     Returns
     -------
@@ -80,7 +82,7 @@ def load_digits_binary(*, return_labels: bool = False, dtype: torch.dtype = torc
     """
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    folder = _DATA_DIR if root is None else Path(root)
+    folder = resources.files("ebmlib") / _DATASETS if root is None else Path(root)
     train, train_labels = _read_digits(folder / "digits_binary_train.txt", dtype)
     test, test_labels = _read_digits(folder / "digits_binary_test.txt", dtype)
     if return_labels:

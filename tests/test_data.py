@@ -62,7 +62,8 @@ from pathlib import Path
 
 from ebmlib.data import DIGITS_SHA256, load_digits_binary
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "data"               # provenance and regeneration script
+PACKAGE_DATA = Path(__file__).resolve().parent.parent / "ebmlib" / "datasets"   # the shipped files
 
 
 def test_load_digits_binary_shapes_values_and_labels():
@@ -81,13 +82,13 @@ def test_load_digits_binary_shapes_values_and_labels():
 def test_digits_files_match_their_published_checksums():
     readme = (DATA / "README.md").read_text()
     for name, digest in DIGITS_SHA256.items():
-        assert hashlib.sha256((DATA / name).read_bytes()).hexdigest() == digest
+        assert hashlib.sha256((PACKAGE_DATA / name).read_bytes()).hexdigest() == digest
         assert digest in readme
 
 
 def test_corrupted_or_missing_digits_file_fails_clearly(tmp_path):
     for name in DIGITS_SHA256:
-        shutil.copy(DATA / name, tmp_path / name)
+        shutil.copy(PACKAGE_DATA / name, tmp_path / name)
     raw = bytearray((tmp_path / "digits_binary_test.txt").read_bytes())
     raw[2] = ord("1") if raw[2] == ord("0") else ord("0")        # flip one pixel
     (tmp_path / "digits_binary_test.txt").write_bytes(bytes(raw))
@@ -106,4 +107,4 @@ def test_regeneration_script_reproduces_the_files_bit_for_bit(tmp_path):
     spec.loader.exec_module(script)
     script.main(["--out", str(tmp_path)])
     for name in DIGITS_SHA256:
-        assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes()
+        assert (tmp_path / name).read_bytes() == (PACKAGE_DATA / name).read_bytes()
