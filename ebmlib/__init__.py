@@ -8,6 +8,8 @@ Modules:
 - :mod:`ebmlib.autodiff`: per-sample parameter gradients and input gradients of an energy.
 - :mod:`ebmlib.partition`: importance-sampling estimates of log Z, effective sample size; AIS and reverse AIS for RBMs.
 - :mod:`ebmlib.rbm`: binary restricted Boltzmann machines (exact log Z, pseudo-likelihood, CD/PCD training).
+- :mod:`ebmlib.grbm`: Gaussian-Bernoulli RBMs (real visible units; exact log Z over the hidden states).
+- :mod:`ebmlib.annealing`: annealed importance sampling for RBMs and for any continuous energy (HMC).
 - :mod:`ebmlib.proposals`: proposal densities (Gaussian, Student-t) for IS and independent MH.
 - :mod:`ebmlib.samplers`: MCMC (random-walk Metropolis, ULA, MALA, HMC) behind one interface, independent MH, IS with resampling.
 - :mod:`ebmlib.diagnostics`: autocorrelation, integrated autocorrelation time and effective sample size of chains.
@@ -21,12 +23,14 @@ Modules:
 - :mod:`ebmlib.validation`: argument checks that raise clear errors (also used by chapters for their parameters).
 """
 
-from . import (autodiff, data, diagnostics, energies, estimators, exact, gaussian_scale, losses, partition, plotting, proposals,
-               rbm, samplers, timing, training, validation)
+from . import (annealing, autodiff, data, diagnostics, energies, estimators, exact, gaussian_scale, losses, partition, plotting, proposals,
+               grbm, rbm, samplers, timing, training, validation)
 from .energies import GaussianEnergy, MixtureEnergy, MLPEnergy, PolynomialEnergy
 from .losses import (cd_loss, denoising_score_matching_loss, importance_sampling_gradient_loss, importance_sampling_nll,
                      nce_loss, score_matching_loss, sliced_score_matching_loss)
 from .rbm import BernoulliRBM
+from .grbm import GaussianBernoulliRBM
+from .annealing import AISResult, ais_log_partition, sigmoid_schedule
 from .training import History, ReplayBuffer, robbins_monro_schedule, train
 
 __version__ = "0.2.0"
@@ -38,4 +42,5 @@ __all__ = [
     "importance_sampling_gradient_loss", "score_matching_loss", "denoising_score_matching_loss",
     "sliced_score_matching_loss", "nce_loss",
     "History", "ReplayBuffer", "robbins_monro_schedule", "train",
+    "annealing", "grbm", "GaussianBernoulliRBM", "AISResult", "ais_log_partition", "sigmoid_schedule",
 ]

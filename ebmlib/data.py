@@ -14,12 +14,15 @@ import hashlib
 import math
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from .validation import check_batch, check_generator, check_int, check_positive
 
-__all__ = ["load_digits_binary", "DIGITS_SHA256", "ring_of_gaussians", "ring_log_density", "two_moons", "two_moons_log_density"]
+__all__ = ["load_digits_binary", "DIGITS_SHA256", "load_digits_grey", "DigitsSplit", "dequantize",
+           "logit_transform", "inverse_logit_transform", "bits_per_dim",
+           "ring_of_gaussians", "ring_log_density", "two_moons", "two_moons_log_density"]
 
 
 #: SHA-256 of the files written by ``data/make_digits_binary.py`` (also listed in ``data/README.md``).
@@ -27,18 +30,25 @@ __all__ = ["load_digits_binary", "DIGITS_SHA256", "ring_of_gaussians", "ring_log
 DIGITS_SHA256 = {
     "digits_binary_train.txt": "c55cef3f51449deeb7bcd318fa77ff313b242b58f1dfb80bb8eae3fa7408e281",
     "digits_binary_test.txt": "a0c1def4a640543ecb68e6f9cbdc3376832a1194217abe181798b85b682599c4",
+    "digits_grey.txt": "7168273de34ab586f614b7b777af8d8ea40f44c6e2eb4591be31b52a78c71b78",
 }
 _DATASETS = "datasets"
 
 
-def _read_digits(path, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _verified_bytes(path, script: str) -> bytes:
+    """The file's bytes, after checking its SHA-256 against :data:`DIGITS_SHA256`."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: regenerate it with `python data/make_digits_binary.py`")
+        raise FileNotFoundError(f"{path} is missing: regenerate it with `python data/{script}`")
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     if digest != DIGITS_SHA256[path.name]:
         raise ValueError(f"{path} fails its sha256 check (got {digest}, expected {DIGITS_SHA256[path.name]}): "
-                         "the file is corrupted or was edited; regenerate it with `python data/make_digits_binary.py`")
+                         f"the file is corrupted or was edited; regenerate it with `python data/{script}`")
+    return raw
+
+
+def _read_digits(path, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    raw = _verified_bytes(path, "make_digits_binary.py")
     labels, rows = [], []
     for line in raw.decode("ascii").splitlines():
         label, bits = line.split()
@@ -88,6 +98,103 @@ def load_digits_binary(*, return_labels: bool = False, dtype: torch.dtype = torc
     if return_labels:
         return train, test, train_labels, test_labels
     return train, test
+
+
+class DigitsSplit(NamedTuple):
+    """The grey-level digits: training, validation and test images (and labels, when asked for)."""
+
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+
+
+def load_digits_grey(*, return_labels: bool = False, dtype: torch.dtype = torch.float64,
+                     root: str | Path | None = None):
+    r"""The 8x8 handwritten digits with their grey levels 0..16, split into training, validation and test sets.
+
+    The 1797 images of scikit-learn's copy of the UCI data (CC BY 4.0), split by the permutation of
+    :func:`load_digits_binary` (so the two share their 297 test images): 1250 training, 250 validation and 297
+    test images. ``data/make_digits_grey.py`` regenerates the file bit for bit; it is checked against its SHA-256
+    before it is read.
+
+    Returns
+    -------
+    DigitsSplit
+        ``(train, valid, test)`` of shapes (1250, 64), (250, 64), (297, 64): grey levels as floats.
+        With ``return_labels=True``, a second ``DigitsSplit`` of int64 labels follows.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    folder = resources.files("ebmlib") / _DATASETS if root is None else Path(root)
+    raw = _verified_bytes(folder / "digits_grey.txt", "make_digits_grey.py")
+    parts: dict[str, tuple[list, list]] = {"train": ([], []), "valid": ([], []), "test": ([], [])}
+    for line in raw.decode("ascii").splitlines():
+        split, label, pixels = line.split()
+        parts[split][0].append([int(p) for p in pixels.split(",")])
+        parts[split][1].append(int(label))
+    images = DigitsSplit(*(torch.tensor(parts[k][0], dtype=dtype) for k in DigitsSplit._fields))
+    if return_labels:
+        return images, DigitsSplit(*(torch.tensor(parts[k][1]) for k in DigitsSplit._fields))
+    return images
+
+
+def dequantize(levels: torch.Tensor, *, n_levels: int = 17,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Uniform dequantization of integer levels :math:`k \in \{0,\dots,L-1\}` to :math:`(0, 1)`:
+    :math:`x = (k + u)/L` with :math:`u \sim U(0, 1)`, same shape.
+
+    A continuous density :math:`p` on :math:`(0,1)^D` then bounds the discrete model's probability,
+    :math:`\log P(k) \ge \mathbb E_u[\log p(x)] - D\log L` (Theis, van den Oord & Bethge 2016).
+    """
+    levels = check_batch(levels, "levels")
+    n_levels = check_int(n_levels, "n_levels", minimum=2)
+    if bool((levels < 0).any()) or bool((levels > n_levels - 1).any()) or not torch.equal(levels, levels.round()):
+        raise ValueError(f"levels must be integers in 0..{n_levels - 1}")
+    check_generator(generator)
+    u = torch.rand(levels.shape, generator=generator, dtype=levels.dtype)
+    return (levels + u) / n_levels
+
+
+def _check_lam(lam) -> float:
+    lam = float(lam)
+    if not 0.0 < lam < 0.5:
+        raise ValueError(f"lam must lie in (0, 0.5), got {lam}")
+    return lam
+
+
+def logit_transform(x: torch.Tensor, *, lam: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Map pixels :math:`x \in (0,1)^D` to :math:`y = \operatorname{logit}(\lambda + (1-2\lambda)x)`
+    (Dinh, Sohl-Dickstein & Bengio 2017), with the log-Jacobian of the map.
+
+    Returns
+    -------
+    y : torch.Tensor, shape (n, D)
+    log_det : torch.Tensor, shape (n,)
+        :math:`\sum_i \log\lvert dy_i/dx_i\rvert = \sum_i [\log(1-2\lambda) - \log s_i - \log(1-s_i)]`
+        with :math:`s = \lambda + (1-2\lambda)x`, so that a density of :math:`y` gives the density of
+        :math:`x` as :math:`\log p_x(x) = \log p_y(y) + \text{log\_det}`.
+    """
+    x = check_batch(x, "x")
+    lam = _check_lam(lam)
+    if bool((x <= 0).any()) or bool((x >= 1).any()):
+        raise ValueError("x must lie strictly inside (0, 1); dequantize the levels first")
+    s = lam + (1 - 2 * lam) * x
+    y = torch.log(s) - torch.log1p(-s)
+    log_det = (math.log(1 - 2 * lam) - torch.log(s) - torch.log1p(-s)).sum(1)
+    return y, log_det
+
+
+def inverse_logit_transform(y: torch.Tensor, *, lam: float = 0.05) -> torch.Tensor:
+    """The pixels :math:`x = (\operatorname{sigmoid}(y) - \lambda)/(1 - 2\lambda)` of logit-space points."""
+    y = check_batch(y, "y")
+    lam = _check_lam(lam)
+    return (torch.sigmoid(y) - lam) / (1 - 2 * lam)
+
+
+def bits_per_dim(log_likelihood_nats, n_dims: int):
+    """Negative log-likelihood in bits per dimension, :math:`-\ell / (D \log 2)`, for :math:`\ell` in nats."""
+    n_dims = check_int(n_dims, "n_dims")
+    return -log_likelihood_nats / (n_dims * math.log(2))
 
 
 def _ring_centres(n_modes: int, radius: float, dtype) -> torch.Tensor:

@@ -64,6 +64,7 @@ from ebmlib.data import DIGITS_SHA256, load_digits_binary
 
 DATA = Path(__file__).resolve().parent.parent / "data"               # provenance and regeneration script
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "ebmlib" / "datasets"   # the shipped files
+BINARY = ("digits_binary_train.txt", "digits_binary_test.txt")
 
 
 def test_load_digits_binary_shapes_values_and_labels():
@@ -87,7 +88,7 @@ def test_digits_files_match_their_published_checksums():
 
 
 def test_corrupted_or_missing_digits_file_fails_clearly(tmp_path):
-    for name in DIGITS_SHA256:
+    for name in BINARY:
         shutil.copy(PACKAGE_DATA / name, tmp_path / name)
     raw = bytearray((tmp_path / "digits_binary_test.txt").read_bytes())
     raw[2] = ord("1") if raw[2] == ord("0") else ord("0")        # flip one pixel
@@ -106,5 +107,59 @@ def test_regeneration_script_reproduces_the_files_bit_for_bit(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     script.main(["--out", str(tmp_path)])
-    for name in DIGITS_SHA256:
+    for name in BINARY:
         assert (tmp_path / name).read_bytes() == (PACKAGE_DATA / name).read_bytes()
+
+
+# ---------------------------------------------------------------- grey-level digits and the logit transform
+from ebmlib.data import bits_per_dim, dequantize, inverse_logit_transform, load_digits_grey, logit_transform
+
+
+def test_grey_digits_split_and_agree_with_the_binarized_set():
+    images, labels = load_digits_grey(return_labels=True)
+    assert [t.shape for t in images] == [(1250, 64), (250, 64), (297, 64)]
+    assert float(torch.cat(list(images)).min()) == 0.0 and float(torch.cat(list(images)).max()) == 16.0
+    assert sorted(torch.unique(labels.train).tolist()) == list(range(10))
+    # the same permutation: binarizing the grey test set gives the binarized test set, image for image
+    _, test_bits, _, test_labels = load_digits_binary(return_labels=True)
+    assert torch.equal((images.test / 16 > 0.5).double(), test_bits)
+    assert torch.equal(labels.test, test_labels)
+    train_bits = load_digits_binary()[0]
+    assert torch.equal((torch.cat([images.train, images.valid]) / 16 > 0.5).double(), train_bits)
+
+
+def test_grey_digits_checksum_and_regeneration(tmp_path):
+    assert DIGITS_SHA256["digits_grey.txt"] in (DATA / "README.md").read_text()
+    spec = importlib.util.spec_from_file_location("make_digits_grey", DATA / "make_digits_grey.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--out", str(tmp_path)])
+    assert (tmp_path / "digits_grey.txt").read_bytes() == (PACKAGE_DATA / "digits_grey.txt").read_bytes()
+    raw = bytearray((tmp_path / "digits_grey.txt").read_bytes())
+    raw[8] = ord("3") if raw[8] != ord("3") else ord("4")             # change one label
+    (tmp_path / "digits_grey.txt").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="digits_grey.txt fails its sha256 check"):
+        load_digits_grey(root=tmp_path)
+
+
+def test_dequantize_and_logit_transform_with_its_jacobian():
+    gen = torch.Generator().manual_seed(0)
+    levels = torch.randint(0, 17, (4000, 3), generator=gen).double()
+    x = dequantize(levels, generator=gen)
+    assert bool(((x > 0) & (x < 1)).all())
+    assert torch.equal(torch.floor(17 * x), levels)                  # each point stays in its own bin
+    # within the bin the offset is U(0, 1): mean 1/2 with standard error sqrt(1/12 / n)
+    offset = 17 * x - levels
+    assert abs(float(offset.mean()) - 0.5) < 4.5 * math.sqrt(1 / 12 / offset.numel())
+    y, log_det = logit_transform(x[:5], lam=0.05)
+    torch.testing.assert_close(inverse_logit_transform(y, lam=0.05), x[:5], rtol=0, atol=1e-12)
+    for i in range(5):
+        jac = torch.autograd.functional.jacobian(lambda r: logit_transform(r[None], lam=0.05)[0][0], x[i])
+        assert float(torch.logdet(jac)) == pytest.approx(float(log_det[i]), abs=1e-10)
+    assert float(bits_per_dim(torch.tensor(-64 * math.log(2)), 64)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="levels"):
+        dequantize(torch.full((2, 2), 17.0))
+    with pytest.raises(ValueError, match="x must lie"):
+        logit_transform(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="lam"):
+        logit_transform(x[:2], lam=0.5)
