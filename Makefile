@@ -20,7 +20,7 @@ NBVAL_FLAGS := --nbval-lax -p no:cacheprovider -o norecursedirs="_build .* .venv
 .PHONY: help setup tools book test test-slow test-floors dist build-strict execute reproduce bench clean
 
 help:
-	@echo "make book    build the HTML book into $(SITE) (executes every chapter)"
+	@echo "make book    build the HTML book into $(SITE) from the committed, executed chapters"
 	@echo "make test    unit tests, nbval on every chapter, strict build, browser check"
 	@echo "make test-slow  the wheel in a fresh venv runs a chapter from an empty folder (minutes)"
 	@echo "make test-floors  the unit tests on the lowest versions pyproject.toml allows (tests/floors.txt)"
@@ -55,7 +55,7 @@ test: $(STAMP) $(TOOLS_STAMP)
 	$(PY) -m pytest -m "not site and not slow" tests
 	@echo "== 2/4 nbval: re-run every chapter and compare the checked outputs"
 	$(PY) -m pytest $(NBVAL_FLAGS) book
-	@echo "== 3/4 strict book build (-W, any cell error fatal)"
+	@echo "== 3/4 strict book build (-W) of the committed outputs that nbval has just checked"
 	$(MAKE) --no-print-directory build-strict
 	@echo "== 4/4 headless-browser check of the built pages"
 	$(PY) -m pytest -m site tests
