@@ -50,7 +50,7 @@ from .validation import check_batch, check_generator, check_int, check_positive,
 
 __all__ = ["energy", "log_partition", "nll", "mle", "standardized_draws", "log_z_hat_curves", "ess_curves",
            "j_gl_curves",
-           "PAPER_PROPOSALS", "paper_experiment", "grid_argmin", "relative_second_moment", "weight_moment_finite"]
+           "j_gl_curves_fresh", "PAPER_PROPOSALS", "paper_experiment", "grid_argmin", "relative_second_moment", "weight_moment_finite"]
 
 
 def _thetas(thetas) -> torch.Tensor:
@@ -175,6 +175,46 @@ def j_gl_curves(x: torch.Tensor, thetas, t: torch.Tensor, *, loc: float, scale_i
     log_z = log_z_hat_curves(thetas, t, loc=loc, scale_intercept=scale_intercept, scale_slope=scale_slope,
                              df=df, chunk_size=chunk_size)
     return energy(x, thetas).sum(0)[None, :] + x.shape[0] * log_z
+
+
+def j_gl_curves_fresh(x: torch.Tensor, thetas, n_runs: int, n_samples: int, *, loc: float,
+                      scale_intercept: float, scale_slope: float = 0.0, df: float | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    r""":math:`J_{GL}(\theta)` with a *fresh* proposal sample at every :math:`\theta`, as the paper draws it.
+
+    For a proposal that depends on :math:`\theta`, Section 3.2 of :cite:p:`ebmgradientnote` draws a new sample
+    :math:`y^{(\theta_\ell)}_1,\dots,y^{(\theta_\ell)}_M\sim q(\cdot\mid\theta_\ell)` at each grid point. Here the
+    standardized draws of grid point :math:`\ell` are ``standardized_draws(n_runs, n_samples, df=df)``, drawn anew
+    for each :math:`\ell` in grid order, so the values at different :math:`\theta` are independent. At any single
+    :math:`\theta` the result has the same distribution as :func:`j_gl_curves` with common random numbers; a single
+    curve is jagged instead of smooth, which matters for its :math:`\arg\min`.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, 1)
+        The observations.
+    thetas : array-like of shape (L,)
+        Positive grid of :math:`\theta`.
+    n_runs, n_samples : int
+        Runs :math:`R` and proposal sample size :math:`M` at each :math:`\theta`.
+    loc, scale_intercept, scale_slope, df
+        The proposal, as in :func:`log_z_hat_curves`.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    torch.Tensor, shape (R, L)
+    """
+    th = _thetas(thetas)
+    n_runs = check_int(n_runs, "n_runs")
+    n_samples = check_int(n_samples, "n_samples")
+    check_generator(generator)
+    out = torch.empty(n_runs, th.numel(), dtype=torch.float64)
+    for ell in range(th.numel()):
+        t = standardized_draws(n_runs, n_samples, df=df, generator=generator)
+        out[:, ell] = j_gl_curves(x, th[ell:ell + 1], t, loc=loc, scale_intercept=scale_intercept,
+                                  scale_slope=scale_slope, df=df, chunk_size=n_runs)[:, 0]
+    return out
 
 
 #: The paper's two proposals (Section 7): q1 = N(2, 2^2), independent of theta; q2 = N(2, (2 + theta)^2).

@@ -124,3 +124,43 @@ def test_weight_moment_finiteness_boundary():
     assert bool(gs.weight_moment_finite(th, 4, loc=0.0, scale_intercept=0.1, df=3.0).all())
     with pytest.raises(ValueError, match="k must be"):
         gs.weight_moment_finite(th, 0, loc=0.0, scale_intercept=1.0)
+
+
+def test_fresh_curves_draw_a_new_sample_at_every_theta(data):
+    spec = dict(loc=2.0, scale_intercept=2.0, scale_slope=1.0)
+    thetas = torch.tensor([1.0, 2.0, 3.5], dtype=torch.float64)
+    fresh = gs.j_gl_curves_fresh(data, thetas, 4, 30, generator=torch.Generator().manual_seed(5), **spec)
+    assert fresh.shape == (4, 3)
+    # column l is the common-random-numbers estimator at theta_l fed with the l-th block of draws
+    gen = torch.Generator().manual_seed(5)
+    for ell in range(3):
+        t = gs.standardized_draws(4, 30, generator=gen)
+        direct = gs.j_gl_curves(data, thetas[ell:ell + 1], t, **spec)[:, 0]
+        torch.testing.assert_close(fresh[:, ell], direct, rtol=1e-12, atol=0)
+
+
+def test_fresh_curves_are_exact_for_the_optimal_proposal(data):
+    thetas = torch.linspace(0.5, 6.0, 7, dtype=torch.float64)
+    fresh = gs.j_gl_curves_fresh(data, thetas, 3, 8, loc=0.0, scale_intercept=0.0, scale_slope=1.0,
+                                 generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(fresh, gs.nll(data, thetas).expand(3, -1), rtol=1e-12, atol=1e-9)
+
+
+def test_fresh_curves_are_independent_across_theta_and_crn_curves_are_not(data):
+    # neighbouring grid points: correlation ~0 with fresh draws (SE 1/sqrt(R)), close to 1 with common draws
+    spec = dict(loc=2.0, scale_intercept=2.0, scale_slope=1.0)
+    thetas = torch.tensor([2.0, 2.05], dtype=torch.float64)
+    n_runs = 2000
+    fresh = gs.j_gl_curves_fresh(data, thetas, n_runs, 50, generator=torch.Generator().manual_seed(7), **spec)
+    t = gs.standardized_draws(n_runs, 50, generator=torch.Generator().manual_seed(8))
+    crn = gs.j_gl_curves(data, thetas, t, **spec)
+    corr = lambda c: float(torch.corrcoef(c.T)[0, 1])
+    assert abs(corr(fresh)) < 4 / math.sqrt(n_runs)
+    assert corr(crn) > 0.95
+
+
+def test_fresh_curves_reject_bad_input(data):
+    with pytest.raises(ValueError, match="n_samples"):
+        gs.j_gl_curves_fresh(data, [1.0], 2, 0, loc=0.0, scale_intercept=1.0)
+    with pytest.raises(ValueError, match="thetas"):
+        gs.j_gl_curves_fresh(data, [-1.0], 2, 3, loc=0.0, scale_intercept=1.0)
