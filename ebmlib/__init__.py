@@ -28,6 +28,7 @@ from . import (annealing, autodiff, data, diagnostics, energies, estimators, exa
 from .energies import GaussianEnergy, MixtureEnergy, MLPEnergy, PolynomialEnergy
 from .losses import (cd_loss, denoising_score_matching_loss, importance_sampling_gradient_loss, importance_sampling_nll,
                      nce_loss, score_matching_loss, sliced_score_matching_loss)
+from .losses import conditional_nce_loss
 from .rbm import BernoulliRBM
 from .grbm import GaussianBernoulliRBM
 from .annealing import AISResult, ais_log_partition, sigmoid_schedule
@@ -41,6 +42,7 @@ __all__ = [
     "BernoulliRBM", "GaussianEnergy", "MixtureEnergy", "MLPEnergy", "PolynomialEnergy", "cd_loss", "importance_sampling_nll",
     "importance_sampling_gradient_loss", "score_matching_loss", "denoising_score_matching_loss",
     "sliced_score_matching_loss", "nce_loss",
+    "conditional_nce_loss",
     "History", "ReplayBuffer", "robbins_monro_schedule", "train",
     "annealing", "grbm", "GaussianBernoulliRBM", "AISResult", "ais_log_partition", "sigmoid_schedule",
 ]

@@ -226,10 +226,12 @@ def denoising_score_matching_loss(energy_fn: Callable, x: torch.Tensor, sigma: f
 
 def sliced_score_matching_loss(energy_fn: Callable, x: torch.Tensor, n_projections: int = 1,
                                generator: torch.Generator | None = None, *,
-                               variance_reduction: bool = True) -> torch.Tensor:
+                               variance_reduction: bool = True, projection: str = "gaussian") -> torch.Tensor:
     r"""Sliced score matching :cite:p:`song2019sliced`: the Hessian trace replaced by random projections.
 
-    With :math:`v\sim\mathcal N(0, I)`, :math:`\mathbb E[v^\top\nabla_x s\,v] = \operatorname{tr}\nabla_x s`, so
+    With :math:`v\sim\mathcal N(0, I)`, or with Rademacher :math:`v` (independent :math:`\pm1` entries,
+    Hutchinson's trace estimator :cite:p:`hutchinson1989trace`), :math:`\mathbb E[vv^\top] = I` and so
+    :math:`\mathbb E[v^\top\nabla_x s\,v] = \operatorname{tr}\nabla_x s`, hence
 
     .. math::
 
@@ -242,6 +244,12 @@ def sliced_score_matching_loss(energy_fn: Callable, x: torch.Tensor, n_projectio
     total does not always fall: per point, the plain form's variance exceeds the reduced one's by
     :math:`\tfrac12\lVert s\rVert^4 + 2\,s^\top(\nabla_x s)\,s`, which can be negative.
 
+    For a symmetric matrix :math:`A` (here :math:`H = \nabla_x s`, or :math:`H + \tfrac12 ss^\top` in the plain
+    form), :math:`\operatorname{Var}(v^\top A v) = 2\lVert A\rVert_F^2` for Gaussian :math:`v` and
+    :math:`2(\lVert A\rVert_F^2 - \sum_i A_{ii}^2)` for Rademacher :math:`v`: Rademacher projections are never
+    worse, and exact when :math:`A` is diagonal. In one dimension :math:`v^2 = 1`, so with Rademacher projections
+    both forms equal :func:`score_matching_loss` exactly.
+
     Parameters
     ----------
     energy_fn : callable
@@ -252,6 +260,8 @@ def sliced_score_matching_loss(energy_fn: Callable, x: torch.Tensor, n_projectio
     variance_reduction : bool
         Use the exact :math:`\tfrac12\lVert s\rVert^2` (default) rather than its projected estimate
         (the "SSM-VR" form of :cite:p:`song2019sliced`).
+    projection : {"gaussian", "rademacher"}
+        Distribution of the projections :math:`v`: standard normal (default) or independent :math:`\pm1` signs.
 
     Returns
     -------
@@ -261,9 +271,16 @@ def sliced_score_matching_loss(energy_fn: Callable, x: torch.Tensor, n_projectio
     check_batch(x, "x")
     n_projections = check_int(n_projections, "n_projections")
     check_generator(generator)
+    if not isinstance(projection, str):
+        raise TypeError(f"projection must be a str, got {type(projection).__name__}")
+    if projection not in ("gaussian", "rademacher"):
+        raise ValueError(f"projection must be 'gaussian' or 'rademacher', got {projection!r}")
     n, d = x.shape
     x_rep = x.detach().repeat_interleave(n_projections, dim=0)
-    v = torch.randn(n * n_projections, d, generator=generator, dtype=x.dtype)
+    if projection == "gaussian":
+        v = torch.randn(n * n_projections, d, generator=generator, dtype=x.dtype)
+    else:
+        v = 2 * torch.randint(0, 2, (n * n_projections, d), generator=generator).to(x.dtype) - 1
     s, x_req = _scores(energy_fn, x_rep)
     sv = (s * v).sum(dim=1)
     (grad_sv,) = torch.autograd.grad(sv.sum(), x_req, create_graph=True)
@@ -322,3 +339,57 @@ def nce_loss(energy_fn: Callable, log_z: torch.Tensor, x_data: torch.Tensor, x_n
     g_noise = -e_noise - c - log_q_noise - log_nu
     return -(torch.nn.functional.logsigmoid(g_data).sum()
              + torch.nn.functional.logsigmoid(-g_noise).sum()) / x_data.shape[0]
+
+
+def conditional_nce_loss(energy_fn: Callable, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    r"""Conditional noise-contrastive estimation :cite:p:`ceylan2018` with symmetric conditional noise.
+
+    Each data point :math:`x_n` is paired with :math:`\kappa` noise points :math:`y_{nk}\sim p_c(\cdot\mid x_n)`
+    drawn from a *symmetric* conditional density, :math:`p_c(y\mid x) = p_c(x\mid y)` (for example
+    :math:`y = x + \varepsilon\xi` with :math:`\xi\sim\mathcal N(0, I)`). A classifier tells the ordered pair
+    :math:`(x, y)` from :math:`(y, x)` with the logit
+
+    .. math::
+
+        G(x, y) = \log\frac{\phi(x)\,p_c(y\mid x)}{\phi(y)\,p_c(x\mid y)} = E(y) - E(x),
+
+    in which both the normalizer :math:`Z` and the noise density cancel. The loss is the logistic loss
+
+    .. math::
+
+        J_{CNCE}(\theta) = \frac{1}{N\kappa}\sum_{n=1}^N\sum_{k=1}^\kappa
+        \log\bigl(1 + e^{-G(x_n, y_{nk})}\bigr)
+
+    (Ceylan & Gutmann's :math:`J_N` is twice this). It fits the same unnormalized model as NCE, but :math:`\log Z`
+    is neither needed nor estimated. For :math:`y = x + \varepsilon\xi` and small :math:`\varepsilon`,
+    :math:`J_{CNCE} = \log 2 + \tfrac{\varepsilon^2}{4} J_{SM} + O(\varepsilon^4)` in expectation over
+    :math:`\xi`, with :math:`J_{SM}` the score-matching objective (:func:`score_matching_loss`).
+
+    Parameters
+    ----------
+    energy_fn : callable
+        Maps ``(n, d)`` to ``(n,)``.
+    x : torch.Tensor, shape (N, d)
+        Data.
+    y : torch.Tensor, shape (N, kappa, d)
+        Noise points, ``y[n, k]`` drawn from the symmetric conditional :math:`p_c(\cdot\mid x_n)`.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar (the loss per pair).
+    """
+    check_batch(x, "x")
+    check_tensor(y, "y")
+    n, d = x.shape
+    if y.ndim != 3 or y.shape[0] != n or y.shape[2] != d or y.shape[1] == 0:
+        raise ValueError(f"y must have shape ({n}, kappa, {d}) with kappa >= 1, got shape {tuple(y.shape)}")
+    check_finite(y, "y")
+    kappa = y.shape[1]
+    e_x = check_energy_output(energy_fn(x), n)
+    e_y = check_energy_output(energy_fn(y.reshape(n * kappa, d)), n * kappa).reshape(n, kappa)
+    g = e_y - e_x[:, None]
+    return torch.nn.functional.softplus(-g).mean()
+
+
+__all__.append("conditional_nce_loss")
