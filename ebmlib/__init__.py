@@ -12,6 +12,7 @@ Modules:
 - :mod:`ebmlib.annealing`: annealed importance sampling for RBMs and for any continuous energy (HMC).
 - :mod:`ebmlib.proposals`: proposal densities (Gaussian, Student-t) for IS and independent MH.
 - :mod:`ebmlib.samplers`: MCMC (random-walk Metropolis, ULA, MALA, HMC) behind one interface, independent MH, IS with resampling.
+- :mod:`ebmlib.tempering`: parallel tempering (replica exchange) for multimodal targets.
 - :mod:`ebmlib.diagnostics`: autocorrelation, integrated autocorrelation time and effective sample size of chains.
 - :mod:`ebmlib.gaussian_scale`: the reference paper's Section 7 experiment, vectorized over runs and theta.
 - :mod:`ebmlib.data`: the binarized digits (checked against their sha256) and toy densities with exact log densities.
@@ -24,7 +25,7 @@ Modules:
 """
 
 from . import (annealing, autodiff, data, diagnostics, energies, estimators, exact, gaussian_scale, losses, partition, plotting, proposals,
-               grbm, rbm, samplers, timing, training, validation)
+               grbm, rbm, samplers, tempering, timing, training, validation)
 from .energies import GaussianEnergy, MixtureEnergy, MLPEnergy, PolynomialEnergy
 from .losses import (cd_loss, denoising_score_matching_loss, importance_sampling_gradient_loss, importance_sampling_nll,
                      nce_loss, score_matching_loss, sliced_score_matching_loss)
@@ -32,6 +33,7 @@ from .losses import conditional_nce_loss
 from .rbm import BernoulliRBM
 from .grbm import GaussianBernoulliRBM
 from .annealing import AISResult, ais_log_partition, sigmoid_schedule
+from .tempering import geometric_betas, parallel_tempering
 from .training import History, ReplayBuffer, robbins_monro_schedule, train
 
 __version__ = "0.2.0"
@@ -44,5 +46,6 @@ __all__ = [
     "sliced_score_matching_loss", "nce_loss",
     "conditional_nce_loss",
     "History", "ReplayBuffer", "robbins_monro_schedule", "train",
+    "tempering", "geometric_betas", "parallel_tempering",
     "annealing", "grbm", "GaussianBernoulliRBM", "AISResult", "ais_log_partition", "sigmoid_schedule",
 ]
