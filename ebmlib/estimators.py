@@ -11,10 +11,12 @@ import math
 
 import torch
 
-from .validation import check_finite, check_int, check_positive, check_tensor
+from .validation import check_finite, check_generator, check_int, check_positive, check_tensor
 
 __all__ = ["mle_exponential_family", "nce_exponential_family", "score_matching_exponential_family",
-           "denoising_score_matching_exponential_family"]
+           "denoising_score_matching_exponential_family", "denoising_perturbation", "sandwich_covariance",
+           "score_matching_asymptotics", "denoising_score_matching_asymptotics", "nce_asymptotics",
+           "is_mle_asymptotics"]
 
 
 def _nce_objective(beta, phi_d, phi_n, off_d, off_n, n_data):
@@ -245,12 +247,19 @@ def denoising_score_matching_exponential_family(grad_stats_noisy: torch.Tensor, 
     .. math::  \hat\theta_\sigma = \Bigl(\frac1N\sum_n G(\tilde x_n) G(\tilde x_n)^\top\Bigr)^{-1}
                \frac1N\sum_n G(\tilde x_n)\,\varepsilon_n/\sigma .
 
+    **Several noise draws per point.** With inputs of shapes ``(R, N, M, K, d)`` and ``(R, N, M, d)`` each data
+    point carries :math:`M` draws :math:`\varepsilon_{nm}` and the loss averages over them (the sums run over
+    :math:`n` and :math:`m`). Draws from :func:`denoising_perturbation` may be independent (``n_draws``) or
+    antithetic pairs :math:`\pm\varepsilon` (``antithetic=True``); a pair cancels the :math:`O(1/\sigma)` term
+    :math:`G(x_n)\varepsilon/\sigma` of the right-hand side, the noise that dominates the estimator's variance at
+    small :math:`\sigma` (:func:`denoising_score_matching_asymptotics` computes that variance).
+
     Parameters
     ----------
-    grad_stats_noisy : torch.Tensor, shape (R, N, K, d)
-        :math:`\partial T_k/\partial x_j` at the *noisy* points :math:`\tilde x_n`.
-    noise : torch.Tensor, shape (R, N, d)
-        The standard normal draws :math:`\varepsilon_n`.
+    grad_stats_noisy : torch.Tensor, shape (R, N, K, d) or (R, N, M, K, d)
+        :math:`\partial T_k/\partial x_j` at the *noisy* points :math:`\tilde x_n` (or :math:`\tilde x_{nm}`).
+    noise : torch.Tensor, shape (R, N, d) or (R, N, M, d)
+        The standard normal draws :math:`\varepsilon_n` (or :math:`\varepsilon_{nm}`).
     sigma : float
         Noise level, > 0.
 
@@ -258,6 +267,15 @@ def denoising_score_matching_exponential_family(grad_stats_noisy: torch.Tensor, 
     -------
     theta : torch.Tensor, shape (R, K)
     """
+    if isinstance(grad_stats_noisy, torch.Tensor) and grad_stats_noisy.ndim == 5:
+        _check_stats(grad_stats_noisy, "grad_stats_noisy", 5)
+        _check_stats(noise, "noise", 4)
+        r, n, m, k, d = grad_stats_noisy.shape
+        if noise.shape != (r, n, m, d):
+            raise ValueError(f"noise must have shape {(r, n, m, d)}, got {tuple(noise.shape)}")
+        if m == 0:
+            raise ValueError("grad_stats_noisy needs at least one noise draw per point (M >= 1)")
+        grad_stats_noisy, noise = grad_stats_noisy.reshape(r, n * m, k, d), noise.reshape(r, n * m, d)
     _check_stats(grad_stats_noisy, "grad_stats_noisy", 4)
     _check_stats(noise, "noise", 3)
     sigma = check_positive(sigma, "sigma")
@@ -267,3 +285,371 @@ def denoising_score_matching_exponential_family(grad_stats_noisy: torch.Tensor, 
     gram = torch.einsum("rnkd,rnld->rkl", grad_stats_noisy, grad_stats_noisy) / n
     rhs = torch.einsum("rnkd,rnd->rk", grad_stats_noisy, noise) / (n * sigma)
     return _least_squares_fit(gram, rhs)
+
+
+
+def denoising_perturbation(x: torch.Tensor, sigma: float, *, n_draws: int = 1, antithetic: bool = False,
+                           generator: torch.Generator | None = None):
+    r"""Noisy copies :math:`\tilde x_{nm} = x_n + \sigma\varepsilon_{nm}` of each point, for denoising score matching.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (R, N, d)
+        Data of :math:`R` replicates.
+    sigma : float
+        Noise level, > 0.
+    n_draws : int
+        Independent draws per point, :math:`\varepsilon_{nm}\sim\mathcal N(0, I_d)`.
+    antithetic : bool
+        If true, each draw comes with its mirror :math:`-\varepsilon_{nm}`, so :math:`M = 2\,` ``n_draws``;
+        otherwise :math:`M =` ``n_draws``.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    x_noisy : torch.Tensor, shape (R, N, M, d)
+    noise : torch.Tensor, shape (R, N, M, d)
+        The draws :math:`\varepsilon_{nm}`; pass both (through the statistics' gradient) to
+        :func:`denoising_score_matching_exponential_family`.
+    """
+    check_tensor(x, "x")
+    check_finite(x, "x")
+    if x.ndim != 3 or x.shape[1] == 0:
+        raise ValueError(f"x must have shape (R, N, d) with N >= 1, got {tuple(x.shape)}")
+    sigma = check_positive(sigma, "sigma")
+    n_draws = check_int(n_draws, "n_draws")
+    if not isinstance(antithetic, bool):
+        raise TypeError(f"antithetic must be a bool, got {type(antithetic).__name__}")
+    check_generator(generator)
+    r, n, d = x.shape
+    eps = torch.randn(r, n, n_draws, d, generator=generator, dtype=x.dtype)
+    if antithetic:
+        eps = torch.stack([eps, -eps], dim=3).reshape(r, n, 2 * n_draws, d)    # (eps_1, -eps_1, eps_2, ...)
+    return x[:, :, None, :] + sigma * eps, eps
+
+
+# ------------------------------------------------------------------ asymptotic (sandwich) covariances
+def _sandwich(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a_inv = torch.linalg.inv(a)
+    cov = a_inv @ b @ a_inv.T
+    return (cov + cov.T) / 2
+
+
+def _check_probs(weights, g, name):
+    if weights is None:
+        return torch.full((g,), 1.0 / g, dtype=torch.float64)
+    check_tensor(weights, name)
+    check_finite(weights, name)
+    if weights.shape != (g,):
+        raise ValueError(f"{name} must have shape ({g},), got {tuple(weights.shape)}")
+    if bool((weights < 0).any()) or not float(weights.sum()) > 0:
+        raise ValueError(f"{name} must be non-negative with a positive sum")
+    return weights / weights.sum()
+
+
+def sandwich_covariance(psi, jacobian, weights=None, *, counts=None) -> torch.Tensor:
+    r"""Asymptotic covariance :math:`A^{-1}BA^{-\top}` of an M-estimator, from its estimating function.
+
+    An M-estimator solves :math:`\frac1N\sum_{n=1}^N\psi(z_n, \hat\theta) = 0` over :math:`N` independent
+    observations :math:`z_n`. If :math:`\theta_0` solves :math:`\mathbb E\,\psi(z, \theta_0) = 0`, then
+    :math:`\sqrt N(\hat\theta - \theta_0) \to \mathcal N(0, A^{-1}BA^{-\top})` with
+    :math:`A = \mathbb E\,\partial_\theta\psi(z,\theta_0)` and :math:`B = \operatorname{Cov}\psi(z,\theta_0)`
+    :cite:p:`huber1967`. The expectations are weighted sums over points (quadrature nodes with their probabilities,
+    or a sample with equal weights).
+
+    One observation's estimating function may be a sum of independent *parts*,
+    :math:`\psi(z) = \sum_i\sum_{j=1}^{c_i}\psi_i(z_{ij})` with :math:`c_i` independent copies of part :math:`i`
+    (for NCE: one data point and :math:`\nu` noise points). Then
+    :math:`A = \sum_i c_i\,\mathbb E\,\partial_\theta\psi_i` and :math:`B = \sum_i c_i\operatorname{Cov}\psi_i`.
+
+    Parameters
+    ----------
+    psi : torch.Tensor, shape (G, P), or a sequence of such tensors (one per part, each with its own G)
+        :math:`\psi_i` at the points, evaluated at :math:`\theta_0`.
+    jacobian : torch.Tensor, shape (G, P, P), or a sequence of them
+        :math:`\partial\psi_i/\partial\theta` at the points (row: component of :math:`\psi`).
+    weights : torch.Tensor, shape (G,), or a sequence of them (or ``None`` entries), optional
+        Non-negative weights of the points (normalized here); ``None`` for equal weights.
+    counts : sequence of float, optional
+        :math:`c_i`, default 1 for every part.
+
+    Returns
+    -------
+    torch.Tensor, shape (P, P)
+        :math:`A^{-1}BA^{-\top}`: :math:`N` times the covariance of :math:`\hat\theta` to first order.
+    """
+    parts = isinstance(psi, (list, tuple))
+    psis = list(psi) if parts else [psi]
+    jacs = list(jacobian) if isinstance(jacobian, (list, tuple)) else [jacobian]
+    ws = list(weights) if isinstance(weights, (list, tuple)) else [weights] * len(psis)
+    cs = [1.0] * len(psis) if counts is None else [check_positive(c, "counts") for c in counts]
+    if not (len(psis) == len(jacs) == len(ws) == len(cs)) or not psis:
+        raise ValueError("psi, jacobian, weights and counts must have one entry per part")
+    a = b = 0.0
+    p_dim = None
+    for i, (ps, jc, w, c) in enumerate(zip(psis, jacs, ws, cs)):
+        check_tensor(ps, "psi")
+        check_finite(ps, "psi")
+        check_tensor(jc, "jacobian")
+        check_finite(jc, "jacobian")
+        if ps.ndim != 2 or ps.shape[0] == 0:
+            raise ValueError(f"psi must have shape (G, P) with G >= 1, got {tuple(ps.shape)}")
+        g, p = ps.shape
+        p_dim = p if p_dim is None else p_dim
+        if p != p_dim or jc.shape != (g, p, p):
+            raise ValueError(f"jacobian must have shape {(g, p_dim, p_dim)}, got {tuple(jc.shape)}")
+        w = _check_probs(w, g, "weights").to(ps.dtype)
+        mean = w @ ps
+        centred = ps - mean
+        a = a + c * torch.einsum("g,gkl->kl", w, jc)
+        b = b + c * torch.einsum("g,gk,gl->kl", w, centred, centred)
+    return _sandwich(a, b)
+
+
+def _projection_variance(second_stats, projection):
+    """E_x Cov_v(v^T H_k v, v^T H_l v) integrand per point: (G, K, K)."""
+    if projection == "gaussian":
+        return 2 * torch.einsum("gkij,glij->gkl", second_stats, second_stats)
+    off = second_stats - torch.diag_embed(torch.diagonal(second_stats, dim1=-2, dim2=-1))
+    return 2 * torch.einsum("gkij,glij->gkl", off, off)                 # rademacher: v_i^2 = 1
+
+
+def score_matching_asymptotics(grad_stats: torch.Tensor, second_stats: torch.Tensor, weights: torch.Tensor, *,
+                               projection: str | None = None):
+    r"""Limit and asymptotic covariance of (sliced) score matching for :math:`E = \theta^\top T`.
+
+    The estimator of :func:`score_matching_exponential_family` solves
+    :math:`\frac1N\sum_n\psi(x_n,\theta)=0` with :math:`\psi = G G^\top\theta - s`, :math:`G` the
+    :math:`K\times d` matrix of :math:`\nabla_x T_k` and :math:`s_k = \Delta T_k` (exact) or
+    :math:`v^\top\nabla_x^2T_k\,v` (sliced, one projection :math:`v` per point). So :math:`A = \mathbb E[GG^\top]`,
+    :math:`\theta_0 = A^{-1}\mathbb E[\Delta T]` and
+
+    .. math::  B = \operatorname{Cov}_x\bigl(GG^\top\theta_0 - \Delta T\bigr)
+               + \mathbb E_x\operatorname{Cov}_v\bigl(v^\top\nabla^2 T\,v\bigr),
+
+    whose second term is :math:`2\operatorname{tr}(H_kH_l)` for Gaussian :math:`v` and the same sum without the
+    diagonal for Rademacher :math:`v` (:math:`v_i^2=1`), which in one dimension is zero: there sliced SM with
+    Rademacher projections *is* exact SM.
+
+    Parameters
+    ----------
+    grad_stats : torch.Tensor, shape (G, K, d)
+        :math:`\partial T_k/\partial x_j` at the points.
+    second_stats : torch.Tensor, shape (G, K) or (G, K, d, d)
+        The Laplacians :math:`\Delta T_k`, or the Hessians :math:`\nabla_x^2 T_k` (needed for ``projection`` when
+        :math:`d > 1`).
+    weights : torch.Tensor, shape (G,)
+        Probabilities of the points under the data distribution (normalized here).
+    projection : {None, "gaussian", "rademacher"}
+        ``None`` for exact score matching, else the law of the sliced projections.
+
+    Returns
+    -------
+    theta : torch.Tensor, shape (K,)
+        The limit :math:`\theta_0`.
+    cov : torch.Tensor, shape (K, K)
+        :math:`A^{-1}BA^{-\top}`.
+    """
+    check_tensor(grad_stats, "grad_stats")
+    check_finite(grad_stats, "grad_stats")
+    check_tensor(second_stats, "second_stats")
+    check_finite(second_stats, "second_stats")
+    if grad_stats.ndim != 3:
+        raise ValueError(f"grad_stats must have shape (G, K, d), got {tuple(grad_stats.shape)}")
+    g, k, d = grad_stats.shape
+    if projection not in (None, "gaussian", "rademacher"):
+        raise ValueError(f"projection must be None, 'gaussian' or 'rademacher', got {projection!r}")
+    if second_stats.shape == (g, k, d, d):
+        hessians = second_stats
+        laplacian = torch.diagonal(second_stats, dim1=-2, dim2=-1).sum(-1)
+    elif second_stats.shape == (g, k):
+        laplacian = second_stats
+        if projection is not None and d > 1:
+            raise ValueError("second_stats must hold the Hessians, shape (G, K, d, d), for a sliced estimator "
+                             "with d > 1")
+        hessians = second_stats[:, :, None, None]
+    else:
+        raise ValueError(f"second_stats must have shape {(g, k)} or {(g, k, d, d)}, got {tuple(second_stats.shape)}")
+    w = _check_probs(weights, g, "weights").to(grad_stats.dtype)
+    gram = torch.einsum("gkd,gld->gkl", grad_stats, grad_stats)
+    a = torch.einsum("g,gkl->kl", w, gram)
+    theta = torch.linalg.solve(a, w @ laplacian)
+    psi = gram @ theta - laplacian
+    centred = psi - w @ psi
+    b = torch.einsum("g,gk,gl->kl", w, centred, centred)
+    if projection is not None:
+        b = b + torch.einsum("g,gkl->kl", w, _projection_variance(hessians, projection))
+    return theta, _sandwich(a, b)
+
+
+def denoising_score_matching_asymptotics(grad_stats_fn, nodes: torch.Tensor, weights: torch.Tensor,
+                                         sigma: float, *, n_draws: int = 1, antithetic: bool = False,
+                                         n_hermite: int = 40):
+    r"""Limit and asymptotic covariance of denoising score matching for :math:`E = \theta^\top T`, in one dimension.
+
+    Per data point the estimator of :func:`denoising_score_matching_exponential_family` averages
+    :math:`\psi(x,\varepsilon;\theta) = G(\tilde x)G(\tilde x)^\top\theta - G(\tilde x)\,\varepsilon/\sigma`,
+    :math:`\tilde x = x+\sigma\varepsilon`, over its :math:`M` draws: ``n_draws`` independent ones, or ``n_draws``
+    antithetic pairs, whose unit is :math:`\tfrac12[\psi(x,\varepsilon)+\psi(x,-\varepsilon)]`. With
+    :math:`\psi_u` one such unit, :math:`A = \mathbb E[G(\tilde x)G(\tilde x)^\top]`,
+    :math:`\theta_\sigma = A^{-1}\mathbb E[G(\tilde x)\varepsilon]/\sigma` (the score-matching fit to the
+    :math:`\sigma`-blurred data) and
+
+    .. math::  B = \operatorname{Cov}_x\bigl(\mathbb E[\psi_u\mid x]\bigr)
+               + \frac{1}{n_\text{draws}}\,\mathbb E_x\operatorname{Cov}(\psi_u\mid x).
+
+    Expectations over :math:`x` are weighted sums over ``nodes``; those over :math:`\varepsilon` use Gauss–Hermite
+    quadrature, exact when :math:`T` is a polynomial of degree below ``n_hermite``.
+
+    Parameters
+    ----------
+    grad_stats_fn : callable
+        Maps points of shape ``(..., 1)`` to :math:`\partial T_k/\partial x`, shape ``(..., K, 1)``.
+    nodes : torch.Tensor, shape (G, 1)
+    weights : torch.Tensor, shape (G,)
+        Probabilities of the nodes under the data distribution (normalized here).
+    sigma : float
+        Noise level, > 0.
+    n_draws : int
+        Independent draws (or antithetic pairs) per data point.
+    antithetic : bool
+    n_hermite : int
+        Gauss–Hermite nodes for :math:`\varepsilon`.
+
+    Returns
+    -------
+    theta : torch.Tensor, shape (K,)
+        :math:`\theta_\sigma`.
+    cov : torch.Tensor, shape (K, K)
+        :math:`A^{-1}BA^{-\top}`.
+    """
+    import numpy as np
+
+    check_tensor(nodes, "nodes")
+    check_finite(nodes, "nodes")
+    if nodes.ndim != 2 or nodes.shape[1] != 1 or nodes.shape[0] == 0:
+        raise ValueError(f"nodes must have shape (G, 1) (one dimension), got {tuple(nodes.shape)}")
+    sigma = check_positive(sigma, "sigma")
+    n_draws = check_int(n_draws, "n_draws")
+    n_hermite = check_int(n_hermite, "n_hermite", minimum=2)
+    if not isinstance(antithetic, bool):
+        raise TypeError(f"antithetic must be a bool, got {type(antithetic).__name__}")
+    if not callable(grad_stats_fn):
+        raise TypeError("grad_stats_fn must be callable")
+    g = nodes.shape[0]
+    w = _check_probs(weights, g, "weights").to(nodes.dtype)
+    e_nodes, e_w = np.polynomial.hermite_e.hermegauss(n_hermite)             # weight exp(-e^2 / 2)
+    eps = torch.as_tensor(e_nodes, dtype=nodes.dtype)
+    e_w = torch.as_tensor(e_w / e_w.sum(), dtype=nodes.dtype)                   # N(0, 1) probabilities
+
+    def parts(e):                                                             # (G, H, K, K) and (G, H, K)
+        gs = grad_stats_fn(nodes[:, None, :] + sigma * e[None, :, None])[..., 0]       # (G, H, K)
+        if gs.ndim != 3 or gs.shape[:2] != (g, n_hermite):
+            raise ValueError("grad_stats_fn must map (..., 1) to (..., K, 1)")
+        return gs[..., :, None] * gs[..., None, :], gs * e[None, :, None] / sigma
+
+    gram, rhs = parts(eps)
+    if antithetic:
+        gram_m, rhs_m = parts(-eps)
+        gram, rhs = (gram + gram_m) / 2, (rhs + rhs_m) / 2
+    a = torch.einsum("g,h,ghkl->kl", w, e_w, gram)
+    theta = torch.linalg.solve(a, torch.einsum("g,h,ghk->k", w, e_w, rhs))
+    psi = gram @ theta - rhs                                                  # (G, H, K), one unit per (x, eps)
+    given_x = torch.einsum("h,ghk->gk", e_w, psi)                             # E[psi_u | x]
+    between = given_x - w @ given_x
+    within = psi - given_x[:, None, :]
+    b = torch.einsum("g,gk,gl->kl", w, between, between) \
+        + torch.einsum("g,h,ghk,ghl->kl", w, e_w, within, within) / n_draws
+    return theta, _sandwich(a, b)
+
+
+def nce_asymptotics(stats: torch.Tensor, log_weights: torch.Tensor, log_p: torch.Tensor, log_q: torch.Tensor,
+                    nu: float) -> torch.Tensor:
+    r"""Asymptotic covariance of NCE's :math:`\hat\theta` for :math:`E = \theta^\top T`, well specified.
+
+    Per data point :math:`x` with :math:`\nu` noise points :math:`y_j\sim q`, the estimator of
+    :func:`nce_exponential_family` solves the sum of
+    :math:`\psi = (1-\sigma(g(x)))\,\phi(x) - \sum_j\sigma(g(y_j))\,\phi(y_j)` for :math:`\beta=(\theta, c)`,
+    with features :math:`\phi = (-T, -1)` and logit :math:`g = \log p_\beta - \log q - \log\nu`, equal to
+    :math:`\log p - \log q - \log\nu` at the truth :cite:p:`gutmann2012`. Both parts have Jacobian
+    :math:`-\sigma(g)(1-\sigma(g))\phi\phi^\top`; :func:`sandwich_covariance` combines the data part with
+    :math:`\nu` copies of the noise part.
+
+    Parameters
+    ----------
+    stats : torch.Tensor, shape (G, K)
+        :math:`T` at quadrature nodes.
+    log_weights : torch.Tensor, shape (G,)
+        Log quadrature weights of the nodes.
+    log_p, log_q : torch.Tensor, shape (G,)
+        The normalized data (model) and noise log densities at the nodes.
+    nu : float
+        Noise points per data point, > 0.
+
+    Returns
+    -------
+    torch.Tensor, shape (K, K)
+        The :math:`\theta` block of :math:`A^{-1}BA^{-\top}` (with :math:`c` estimated alongside).
+    """
+    for name, t in (("stats", stats), ("log_weights", log_weights), ("log_p", log_p), ("log_q", log_q)):
+        check_tensor(t, name)
+        check_finite(t, name)
+    if stats.ndim != 2:
+        raise ValueError(f"stats must have shape (G, K), got {tuple(stats.shape)}")
+    g, k = stats.shape
+    for name, t in (("log_weights", log_weights), ("log_p", log_p), ("log_q", log_q)):
+        if t.shape != (g,):
+            raise ValueError(f"{name} must have shape ({g},), got {tuple(t.shape)}")
+    nu = check_positive(nu, "nu")
+    phi = torch.cat([-stats, -torch.ones(g, 1, dtype=stats.dtype)], 1)
+    s = torch.sigmoid(log_p - log_q - math.log(nu))
+    jac = -(s * (1 - s))[:, None, None] * phi[:, :, None] * phi[:, None, :]
+    w_p, w_q = torch.softmax(log_weights + log_p, 0), torch.softmax(log_weights + log_q, 0)
+    cov = sandwich_covariance([(1 - s)[:, None] * phi, -s[:, None] * phi], [jac, jac], [w_p, w_q],
+                              counts=[1.0, nu])
+    return cov[:k, :k]
+
+
+def is_mle_asymptotics(stats: torch.Tensor, log_weights: torch.Tensor, log_p: torch.Tensor, log_q: torch.Tensor,
+                       ratio: float) -> torch.Tensor:
+    r"""Asymptotic covariance of Geyer's importance-sampling MLE with :math:`M = rN` proposal draws.
+
+    The estimator of :func:`mle_exponential_family` on proposal points solves
+    :math:`\bar T = \sum_m w_m T(y_m)/\sum_m w_m`, :math:`w_m = e^{-\theta^\top T(y_m)}/q(y_m)`
+    :cite:p:`geyer1994`. Linearizing both sides around :math:`\theta^*` (the data mean and the self-normalized IS
+    mean are independent) gives
+
+    .. math::  N\operatorname{Cov}\hat\theta \to I^{-1} + \frac1r\,I^{-1}VI^{-1},\qquad
+               V = \mathbb E_p\Bigl[\frac pq\,(T-\mu)(T-\mu)^\top\Bigr],
+
+    with :math:`I = \operatorname{Cov}_p T` and :math:`\mu = \mathbb E_pT`: the MLE's covariance plus the
+    asymptotic variance of self-normalized importance sampling.
+
+    Parameters
+    ----------
+    stats, log_weights, log_p, log_q
+        As in :func:`nce_asymptotics`.
+    ratio : float
+        :math:`r = M/N`, > 0.
+
+    Returns
+    -------
+    torch.Tensor, shape (K, K)
+    """
+    for name, t in (("stats", stats), ("log_weights", log_weights), ("log_p", log_p), ("log_q", log_q)):
+        check_tensor(t, name)
+        check_finite(t, name)
+    if stats.ndim != 2:
+        raise ValueError(f"stats must have shape (G, K), got {tuple(stats.shape)}")
+    g = stats.shape[0]
+    for name, t in (("log_weights", log_weights), ("log_p", log_p), ("log_q", log_q)):
+        if t.shape != (g,):
+            raise ValueError(f"{name} must have shape ({g},), got {tuple(t.shape)}")
+    ratio = check_positive(ratio, "ratio")
+    w_p = torch.softmax(log_weights + log_p, 0)
+    centred = stats - w_p @ stats
+    fisher = torch.einsum("g,gk,gl->kl", w_p, centred, centred)
+    v = torch.einsum("g,gk,gl->kl", w_p * torch.exp(log_p - log_q), centred, centred)
+    i_inv = torch.linalg.inv(fisher)
+    cov = i_inv + i_inv @ v @ i_inv / ratio
+    return (cov + cov.T) / 2
