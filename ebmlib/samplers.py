@@ -10,6 +10,12 @@ Every sampler returns ``(x, info)``: the samples, shape ``(n, d)``, and a dict o
 * ``"mala"``: the same proposal, corrected by a Metropolis–Hastings test;
 * ``"hmc"``: Hamiltonian Monte Carlo with ``n_leapfrog`` leapfrog steps of size :math:`\varepsilon` and unit mass.
 
+**Boxes.** With ``bounds=[(low, high), ...]`` every method targets the density *truncated* to the box,
+:math:`p(x)\propto e^{-E(x)}\,\mathbb 1[x\in B]`: ULA and random-walk proposals are reflected at the walls
+(:func:`reflect_into_box`; the reflected Gaussian random walk is a symmetric proposal, so random-walk Metropolis
+stays exact), and MALA and HMC reject a proposal that leaves the box (its target density is zero), so their
+Metropolis–Hastings test keeps the truncated density exactly invariant.
+
 Each method is also a per-step kernel (:data:`KERNELS`) acting on a :class:`ChainState`, which carries the
 energies and input gradients of the current states so that no evaluation is repeated: MALA and HMC reuse the
 gradient computed at the end of the previous step. Persistent chains (PCD, :mod:`ebmlib.training`) advance a few
@@ -35,10 +41,12 @@ import numpy as np
 import torch
 
 from .partition import ess, log_partition_is
-from .validation import check_batch, check_energy_output, check_generator, check_int, check_positive
+from .validation import (check_batch, check_bounds, check_energy_output, check_generator, check_int,
+                         check_positive)
 
 __all__ = ["ChainState", "KERNELS", "METHODS", "sample", "step", "init_state", "rw_metropolis_step", "langevin_step",
-           "mala_step", "hmc_step", "ula_gaussian_variance", "ula_gaussian_covariance", "independent_metropolis", "importance_resampling"]
+           "mala_step", "hmc_step", "ula_gaussian_variance", "ula_gaussian_covariance", "independent_metropolis", "importance_resampling",
+           "Box", "reflect_into_box"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -62,6 +70,58 @@ class ChainState:
     x: torch.Tensor
     energy: torch.Tensor | None = None
     grad: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Box:
+    r"""An axis-aligned box :math:`\prod_i [\text{low}_i, \text{high}_i]`, as two tensors of shape ``(d,)``."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+
+    def contains(self, x: torch.Tensor) -> torch.Tensor:
+        """Boolean mask, shape ``(n,)``: which rows of ``x`` lie in the closed box."""
+        return ((x >= self.low) & (x <= self.high)).all(dim=1)
+
+
+def _as_box(bounds, d: int, dtype: torch.dtype) -> Box | None:
+    """``None``, a :class:`Box`, or a sequence of ``(low, high)`` pairs (one per dimension) -> ``Box`` or None."""
+    if bounds is None:
+        return None
+    if isinstance(bounds, Box):
+        if bounds.low.shape != (d,):
+            raise ValueError(f"bounds must have {d} (low, high) pairs, got {bounds.low.shape[0]}")
+        return Box(bounds.low.to(dtype), bounds.high.to(dtype))
+    pairs = check_bounds(bounds, "bounds")
+    if len(pairs) != d:
+        raise ValueError(f"bounds must have one (low, high) pair per dimension ({d}), got {len(pairs)}")
+    t = torch.tensor(pairs, dtype=dtype)
+    return Box(t[:, 0].contiguous(), t[:, 1].contiguous())
+
+
+def reflect_into_box(x: torch.Tensor, bounds) -> torch.Tensor:
+    r"""Fold points into a box by reflecting them at its walls (as often as needed), shape preserved.
+
+    In each coordinate, with :math:`L = \text{high}-\text{low}` and :math:`u = (x-\text{low}) \bmod 2L`,
+    the result is :math:`\text{low} + \min(u, 2L-u)`: the position of a particle that bounces elastically
+    between the walls. The reflected Gaussian random walk :math:`x\mapsto \text{reflect}(x + s\xi)` has a
+    transition density that is symmetric in its two arguments (a sum over mirror images), so it leaves the
+    uniform density on the box invariant.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (n, d)
+    bounds : sequence of (low, high) pairs, one per dimension, or :class:`Box`
+
+    Returns
+    -------
+    torch.Tensor, shape (n, d)
+    """
+    x = check_batch(x, "x")
+    box = _as_box(bounds, x.shape[1], x.dtype)
+    width = box.high - box.low
+    u = torch.remainder(x - box.low, 2 * width)
+    return box.low + torch.minimum(u, 2 * width - u)
 
 
 def _energy(energy_fn, x):
@@ -98,14 +158,19 @@ def _accept(log_ratio: torch.Tensor, generator) -> torch.Tensor:
 
 
 def rw_metropolis_step(energy_fn: Callable, state: ChainState, *, step_size: float,
-                       generator: torch.Generator | None = None) -> tuple[ChainState, torch.Tensor]:
+                       generator: torch.Generator | None = None, bounds=None) -> tuple[ChainState, torch.Tensor]:
     r"""One random-walk Metropolis step: propose :math:`x' = x + s\,\xi`, accept with :math:`\min\{1, e^{E(x)-E(x')}\}`.
 
-    Returns the new state and the boolean acceptance mask, shape ``(n_chains,)``. Needs no gradient.
+    With ``bounds`` the proposal is reflected into the box (:func:`reflect_into_box`); the reflected proposal is
+    still symmetric, so the same test targets the truncated density. Returns the new state and the boolean
+    acceptance mask, shape ``(n_chains,)``. Needs no gradient.
     """
     x = state.x
+    box = _as_box(bounds, x.shape[1], x.dtype)
     e = state.energy if state.energy is not None else _energy(energy_fn, x)
     proposal = x + step_size * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    if box is not None:
+        proposal = reflect_into_box(proposal, box)
     e_new = _energy(energy_fn, proposal)
     acc = _accept(e - e_new, generator)
     x_next = torch.where(acc[:, None], proposal, x)
@@ -113,30 +178,37 @@ def rw_metropolis_step(energy_fn: Callable, state: ChainState, *, step_size: flo
 
 
 def langevin_step(energy_fn: Callable, state: ChainState, *, step_size: float,
-                  generator: torch.Generator | None = None) -> tuple[ChainState, torch.Tensor]:
+                  generator: torch.Generator | None = None, bounds=None) -> tuple[ChainState, torch.Tensor]:
     r"""One unadjusted Langevin step :math:`x' = x - \varepsilon\nabla E(x) + \sqrt{2\varepsilon}\,\xi`.
 
     Every move is kept (no correction), so the chain targets a *biased* density whose error grows with
-    :math:`\varepsilon` (see :func:`ula_gaussian_variance`). Costs one gradient evaluation.
+    :math:`\varepsilon` (see :func:`ula_gaussian_variance`). With ``bounds`` the move is reflected into the box
+    (:func:`reflect_into_box`), a discretization of the Langevin diffusion reflected at the walls, whose
+    stationary density is :math:`e^{-E}` truncated to the box. Costs one gradient evaluation.
     """
     x = state.x
+    box = _as_box(bounds, x.shape[1], x.dtype)
     g = state.grad if state.grad is not None else _energy_and_grad(energy_fn, x)[1]
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
     x_next = x - step_size * g + math.sqrt(2.0 * step_size) * noise
+    if box is not None:
+        x_next = reflect_into_box(x_next, box)
     # the gradient at x_next is computed by the next step (not here), so a final step costs nothing extra
     return ChainState(x_next, None, None), torch.ones(x.shape[0], dtype=torch.bool)
 
 
 def mala_step(energy_fn: Callable, state: ChainState, *, step_size: float,
-              generator: torch.Generator | None = None) -> tuple[ChainState, torch.Tensor]:
+              generator: torch.Generator | None = None, bounds=None) -> tuple[ChainState, torch.Tensor]:
     r"""One Metropolis-adjusted Langevin step.
 
     The Langevin proposal :math:`x' \sim \mathcal N(x-\varepsilon\nabla E(x), 2\varepsilon I)` is accepted with
     probability :math:`\min\{1, \exp[E(x)-E(x') + \log q(x\mid x') - \log q(x'\mid x)]\}`, with
     :math:`\log q(b\mid a) = -\lVert b-a+\varepsilon\nabla E(a)\rVert^2/(4\varepsilon)` + const. Costs one gradient
-    evaluation: the gradient at the proposal is kept for the next step.
+    evaluation: the gradient at the proposal is kept for the next step. With ``bounds`` a proposal outside the box
+    is rejected (the truncated target is zero there), which keeps the truncated density exactly invariant.
     """
     x = state.x
+    box = _as_box(bounds, x.shape[1], x.dtype)
     if state.energy is None or state.grad is None:
         state = ChainState(x, *_energy_and_grad(energy_fn, x))
     e, g = state.energy, state.grad
@@ -145,12 +217,14 @@ def mala_step(energy_fn: Callable, state: ChainState, *, step_size: float,
     log_q_fwd = -((proposal - x + step_size * g) ** 2).sum(1) / (4 * step_size)
     log_q_bwd = -((x - proposal + step_size * g_new) ** 2).sum(1) / (4 * step_size)
     acc = _accept(e - e_new + log_q_bwd - log_q_fwd, generator)
+    if box is not None:
+        acc = acc & box.contains(proposal)
     keep = acc[:, None]
     return ChainState(torch.where(keep, proposal, x), torch.where(acc, e_new, e), torch.where(keep, g_new, g)), acc
 
 
 def hmc_step(energy_fn: Callable, state: ChainState, *, step_size: float, n_leapfrog: int = 10,
-             generator: torch.Generator | None = None) -> tuple[ChainState, torch.Tensor]:
+             generator: torch.Generator | None = None, bounds=None) -> tuple[ChainState, torch.Tensor]:
     r"""One Hamiltonian Monte Carlo step: ``n_leapfrog`` leapfrog steps, unit mass, then an MH test.
 
     With momentum :math:`r\sim\mathcal N(0, I)` and :math:`H(x, r) = E(x) + \lVert r\rVert^2/2`, the leapfrog
@@ -164,9 +238,11 @@ def hmc_step(energy_fn: Callable, state: ChainState, *, step_size: float, n_leap
     is volume-preserving and reversible, so the end point is accepted with probability
     :math:`\min\{1, e^{H_0 - H_L}\}`. The gradient at the start is the one kept from the previous step, so a step
     costs exactly ``n_leapfrog`` gradient evaluations; each evaluation also returns the energy that the final
-    test needs.
+    test needs. With ``bounds`` a trajectory that ends outside the box is rejected (the truncated target is zero
+    there), which keeps the truncated density exactly invariant.
     """
     x = state.x
+    box = _as_box(bounds, x.shape[1], x.dtype)
     if state.energy is None or state.grad is None:
         state = ChainState(x, *_energy_and_grad(energy_fn, x))
     e0, g0 = state.energy, state.grad
@@ -181,6 +257,8 @@ def hmc_step(energy_fn: Callable, state: ChainState, *, step_size: float, n_leap
         r = r - (step_size if i < n_leapfrog - 1 else half) * g
     h1 = e + 0.5 * (r * r).sum(1)
     acc = _accept(h0 - h1, generator)
+    if box is not None:
+        acc = acc & box.contains(y)
     keep = acc[:, None]
     return ChainState(torch.where(keep, y, x), torch.where(acc, e, e0), torch.where(keep, g, g0)), acc
 
@@ -197,17 +275,22 @@ def _check_method(method) -> str:
 
 
 def step(energy_fn: Callable, state: ChainState, *, method: str, step_size: float,
-         generator: torch.Generator | None = None, n_leapfrog: int = 10) -> tuple[ChainState, torch.Tensor]:
-    """Advance every chain by one step of ``method``; returns the new :class:`ChainState` and the acceptance mask."""
+         generator: torch.Generator | None = None, n_leapfrog: int = 10,
+         bounds=None) -> tuple[ChainState, torch.Tensor]:
+    """Advance every chain by one step of ``method``; returns the new :class:`ChainState` and the acceptance mask.
+
+    ``bounds`` (optional, one ``(low, high)`` pair per dimension) restricts the target to a box, as in :func:`sample`.
+    """
     kernel = KERNELS[_check_method(method)]
     if method == "hmc":
-        return kernel(energy_fn, state, step_size=step_size, n_leapfrog=n_leapfrog, generator=generator)
-    return kernel(energy_fn, state, step_size=step_size, generator=generator)
+        return kernel(energy_fn, state, step_size=step_size, n_leapfrog=n_leapfrog, generator=generator,
+                      bounds=bounds)
+    return kernel(energy_fn, state, step_size=step_size, generator=generator, bounds=bounds)
 
 
 def sample(energy_fn: Callable, x0: torch.Tensor, *, method: str, n_steps: int, step_size: float,
            generator: torch.Generator | None = None, n_leapfrog: int = 10, return_chain: bool = False,
-           state: ChainState | None = None):
+           state: ChainState | None = None, bounds=None):
     r"""Run ``n_chains`` Markov chains targeting :math:`p(x)\propto e^{-E(x)}` for ``n_steps`` steps.
 
     Parameters
@@ -231,6 +314,10 @@ def sample(energy_fn: Callable, x0: torch.Tensor, *, method: str, n_steps: int, 
     state : ChainState, optional
         The state returned by a previous call as ``info["state"]``; continuing from it reuses its energies and
         gradients (``x0`` must then be ``state.x``).
+    bounds : sequence of (low, high) pairs, optional
+        One pair per dimension: target :math:`e^{-E}` *truncated* to this box. ULA and random-walk moves are
+        reflected at the walls; MALA and HMC reject proposals outside it (see the module notes). ``x0`` must lie
+        in the box.
 
     Returns
     -------
@@ -252,12 +339,17 @@ def sample(energy_fn: Callable, x0: torch.Tensor, *, method: str, n_steps: int, 
     step_size = check_positive(step_size, "step_size")
     n_leapfrog = check_int(n_leapfrog, "n_leapfrog")
     check_generator(generator)
+    box = _as_box(bounds, x0.shape[1], x0.dtype)
+    if box is not None and not bool(box.contains(x0).all()):
+        raise ValueError("x0 must lie inside bounds when bounds are given")
     if state is None or state.x is not x0:
         state = ChainState(x0.detach())
     n_accepted = torch.zeros(x0.shape[0], dtype=torch.int64)
     chain = torch.empty((n_steps, *x0.shape), dtype=x0.dtype) if return_chain else None
     kernel = KERNELS[method]
     kwargs = {"n_leapfrog": n_leapfrog} if method == "hmc" else {}
+    if box is not None:
+        kwargs["bounds"] = box
     for t in range(n_steps):
         state, acc = kernel(energy_fn, state, step_size=step_size, generator=generator, **kwargs)
         n_accepted += acc

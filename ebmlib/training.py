@@ -101,8 +101,13 @@ class ReplayBuffer:
         return self.states.shape[0]
 
     def negatives(self, energy_fn: Callable, n: int | None = None, *, method: str, n_steps: int, step_size: float,
-                  generator: torch.Generator | None = None, n_leapfrog: int = 10) -> tuple[torch.Tensor, dict]:
+                  generator: torch.Generator | None = None, n_leapfrog: int = 10,
+                  bounds=None) -> tuple[torch.Tensor, dict]:
         """Draw ``n`` states (all of them, in order, by default), restart some, advance them, store and return them.
+
+        ``method``, ``n_steps``, ``step_size``, ``n_leapfrog`` and ``bounds`` are passed to
+        :func:`ebmlib.samplers.sample`; with ``bounds`` the chains stay in the box, so the buffer samples the model
+        truncated to it (the stored and restarted states must lie in the box).
 
         Returns
         -------
@@ -124,7 +129,7 @@ class ReplayBuffer:
                 x[fresh] = self.restart_fn(n_restarted, generator).to(x.dtype)
                 self.n_restarts += n_restarted
         x, info = sample(energy_fn, x, method=method, n_steps=n_steps, step_size=step_size, generator=generator,
-                         n_leapfrog=n_leapfrog)
+                         n_leapfrog=n_leapfrog, bounds=bounds)
         self.states[idx] = x
         info["n_restarted"] = n_restarted
         return x, info
