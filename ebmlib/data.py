@@ -185,14 +185,14 @@ def logit_transform(x: torch.Tensor, *, lam: float = 0.05) -> tuple[torch.Tensor
 
 
 def inverse_logit_transform(y: torch.Tensor, *, lam: float = 0.05) -> torch.Tensor:
-    """The pixels :math:`x = (\operatorname{sigmoid}(y) - \lambda)/(1 - 2\lambda)` of logit-space points."""
+    r"""The pixels :math:`x = (\operatorname{sigmoid}(y) - \lambda)/(1 - 2\lambda)` of logit-space points."""
     y = check_batch(y, "y")
     lam = _check_lam(lam)
     return (torch.sigmoid(y) - lam) / (1 - 2 * lam)
 
 
 def bits_per_dim(log_likelihood_nats, n_dims: int):
-    """Negative log-likelihood in bits per dimension, :math:`-\ell / (D \log 2)`, for :math:`\ell` in nats."""
+    r"""Negative log-likelihood in bits per dimension, :math:`-\ell / (D \log 2)`, for :math:`\ell` in nats."""
     n_dims = check_int(n_dims, "n_dims")
     return -log_likelihood_nats / (n_dims * math.log(2))
 

@@ -39,7 +39,7 @@ from .exact import log_partition_enumeration
 from .training import History
 from .validation import check_batch, check_generator, check_int, check_positive
 
-__all__ = ["BernoulliRBM", "MAX_EXACT_BITS"]
+__all__ = ["BernoulliRBM", "MAX_EXACT_BITS", "pseudo_likelihood_loss", "ratio_matching_loss", "OBJECTIVES"]
 
 #: Largest layer :meth:`BernoulliRBM.log_partition_exact` enumerates by default (2**24 states, about a minute).
 MAX_EXACT_BITS = 24
@@ -248,21 +248,13 @@ class BernoulliRBM:
     # ------------------------------------------------------------------ proxies for the likelihood
     def _flip_free_energy_gaps(self, v: torch.Tensor, bits: torch.Tensor | None) -> torch.Tensor:
         r""":math:`F(v) - F(v^{(i)})`, :math:`v^{(i)}` = ``v`` with bit i flipped; all bits ``(n, n_v)`` or one ``(n,)``."""
+        if bits is None:
+            return _flip_gaps(self.weight, self.visible_bias, self.hidden_bias, v)
         x = self.hidden_input(v)                                   # (n, n_h)
-        sign = 1.0 - 2.0 * v                                       # +1 where the bit turns on
-        sp = F.softplus(x).sum(1, keepdim=True)
-        if bits is not None:                                       # one bit per row
-            rows = torch.arange(v.shape[0])
-            s = sign[rows, bits]
-            x_flip = x + s[:, None] * self.weight[bits]            # (n, n_h)
-            return s * self.visible_bias[bits] + F.softplus(x_flip).sum(1) - sp[:, 0]
-        gaps = []
-        step = max(1, 2 ** 22 // (self.n_visible * self.n_hidden))  # rows per chunk: bounded memory
-        for start in range(0, v.shape[0], step):
-            xs, ss = x[start:start + step], sign[start:start + step]
-            x_flip = xs[:, None, :] + ss[:, :, None] * self.weight[None]   # (m, n_v, n_h)
-            gaps.append(ss * self.visible_bias + F.softplus(x_flip).sum(2) - sp[start:start + step])
-        return torch.cat(gaps)
+        rows = torch.arange(v.shape[0])                            # one bit per row
+        s = 1.0 - 2.0 * v[rows, bits]                              # +1 where the bit turns on
+        x_flip = x + s[:, None] * self.weight[bits]                # (n, n_h)
+        return s * self.visible_bias[bits] + F.softplus(x_flip).sum(1) - F.softplus(x).sum(1)
 
     def pseudo_log_likelihood(self, v: torch.Tensor, *, exact: bool = True,
                               generator: torch.Generator | None = None) -> torch.Tensor:
@@ -343,8 +335,8 @@ class BernoulliRBM:
     def fit(self, v: torch.Tensor, *, n_epochs: int, batch_size: int, learning_rate: float, k: int = 1,
             persistent: bool = True, momentum: float = 0.0, weight_decay: float = 0.0,
             generator: torch.Generator | None = None, callbacks: Sequence[Callable[[int, dict], object]] = (),
-            progress: bool | None = True) -> History:
-        r"""Train by stochastic gradient ascent on the log-likelihood with CD-k or PCD-k.
+            progress: bool | None = True, objective: str = "contrastive") -> History:
+        r"""Train by stochastic gradient ascent on the log-likelihood with CD-k or PCD-k (or on another objective).
 
         Each epoch visits the rows of ``v`` in a fresh random order, in mini-batches of ``batch_size``. For each
         batch the negative samples come from ``k`` block-Gibbs steps started at the batch (CD-k,
@@ -356,6 +348,10 @@ class BernoulliRBM:
 
         with :math:`g` from :meth:`contrastive_gradient`, learning rate :math:`a`, ``momentum`` :math:`\mu` and
         ``weight_decay`` :math:`\lambda` (on the weights only).
+
+        With ``objective="pseudo_likelihood"`` or ``"ratio_matching"``, :math:`g` is instead the gradient (in closed
+        form) of :func:`pseudo_likelihood_loss` or :func:`ratio_matching_loss` on the batch (no sampling; ``k`` and
+        ``persistent`` are then unused), with the same update, batches and order of the data.
 
         Parameters
         ----------
@@ -376,6 +372,9 @@ class BernoulliRBM:
         progress : bool
             Progress bar over epochs; ``True`` shows it unless the environment sets ``EBMLIB_PROGRESS=0`` (as the
             book build and the tests do), ``False`` never shows it.
+        objective : {"contrastive", "pseudo_likelihood", "ratio_matching"}
+            ``"contrastive"`` (default): CD-k or PCD-k as set by ``k`` and ``persistent``. The other two minimize
+            the named loss, which needs neither :math:`Z` nor samples.
 
         Returns
         -------
@@ -393,6 +392,12 @@ class BernoulliRBM:
         check_generator(generator)
         if isinstance(callbacks, Callable):
             callbacks = (callbacks,)
+        if objective != "contrastive":
+            if objective not in OBJECTIVES:
+                raise ValueError(f"objective must be 'contrastive' or one of {sorted(OBJECTIVES)}, got {objective!r}")
+            return self._fit_objective(v, objective, n_epochs=n_epochs, batch_size=batch_size,
+                                       learning_rate=a, momentum=momentum, weight_decay=weight_decay,
+                                       generator=generator, callbacks=callbacks, progress=progress)
         nv, nh, dtype = self.n_visible, self.n_hidden, self.dtype
         # The update works on one augmented matrix  theta = [[W, b], [c, CLAMP]]  of shape (nv + 1, nh + 1): each layer
         # gets an extra unit, and the two extra units are coupled by a huge weight, so that given either layer the
@@ -447,3 +452,149 @@ class BernoulliRBM:
             if history.record(epoch, {"epoch": epoch, "seconds": time.perf_counter() - started}, callbacks):
                 break
         return history
+
+
+    def _fit_objective(self, v, objective, *, n_epochs, batch_size, learning_rate, momentum, weight_decay,
+                       generator, callbacks, progress) -> History:
+        """The update of :meth:`fit` with the closed-form gradient of the named objective (checked inputs)."""
+        params = [p.detach().clone() for p in self.parameters()]
+        velocity = [torch.zeros_like(p) for p in params]
+        n, a = v.shape[0], learning_rate
+        history = History()
+        for epoch in progress_bar(range(1, n_epochs + 1), total=n_epochs, desc="RBM fit",
+                                  progress=None if progress else False):
+            started = time.perf_counter()
+            data = torch.index_select(v, 0, torch.randperm(n, generator=generator))
+            for start in range(0, n, batch_size):
+                grads = _flip_objective_gradients(*params, data[start:start + batch_size], objective)
+                with torch.no_grad():
+                    for i, (p, g, u) in enumerate(zip(params, grads, velocity)):
+                        if weight_decay and i == 0:                      # on the weights only
+                            g = g + weight_decay * p
+                        u.mul_(momentum).add_(g, alpha=-a)
+                        p.add_(u)
+            if not all(bool(torch.isfinite(p).all()) for p in params):
+                raise FloatingPointError(f"the weights became non-finite in epoch {epoch}: lower learning_rate "
+                                         f"(got {learning_rate})")
+            with torch.no_grad():
+                for mine, p in zip(self.parameters(), params):
+                    mine.copy_(p)
+            if history.record(epoch, {"epoch": epoch, "seconds": time.perf_counter() - started}, callbacks):
+                break
+        return history
+
+def _flip_gaps(weight: torch.Tensor, visible_bias: torch.Tensor, hidden_bias: torch.Tensor,
+               v: torch.Tensor) -> torch.Tensor:
+    r""":math:`F(v) - F(v^{(i)})` for every row and bit, shape ``(n, n_v)``; differentiable in the parameters.
+
+    :math:`v^{(i)}` is ``v`` with bit ``i`` flipped. With :math:`x = c + vW` and :math:`s_i = 1 - 2v_i`,
+    :math:`F(v) - F(v^{(i)}) = s_i b_i + \sum_j[\operatorname{softplus}(x_j + s_i W_{ij})
+    - \operatorname{softplus}(x_j)]`. Rows are processed in chunks so that memory stays bounded.
+    """
+    x = torch.addmm(hidden_bias, v, weight)                     # (n, n_h)
+    sign = 1.0 - 2.0 * v                                        # +1 where the bit turns on
+    sp = F.softplus(x).sum(1, keepdim=True)
+    gaps = []
+    step = max(1, 2 ** 22 // (weight.shape[0] * weight.shape[1]))  # rows per chunk: bounded memory
+    for start in range(0, v.shape[0], step):
+        xs, ss = x[start:start + step], sign[start:start + step]
+        x_flip = xs[:, None, :] + ss[:, :, None] * weight[None]   # (m, n_v, n_h)
+        gaps.append(ss * visible_bias + F.softplus(x_flip).sum(2) - sp[start:start + step])
+    return torch.cat(gaps)
+
+
+def _pl_from_parameters(weight, visible_bias, hidden_bias, v):
+    return F.softplus(_flip_gaps(weight, visible_bias, hidden_bias, v)).sum(1).mean()
+
+
+def _rm_from_parameters(weight, visible_bias, hidden_bias, v):
+    return torch.sigmoid(_flip_gaps(weight, visible_bias, hidden_bias, v)).square().sum(1).mean()
+
+
+def pseudo_likelihood_loss(rbm: "BernoulliRBM", v: torch.Tensor) -> torch.Tensor:
+    r"""Negative pseudo-log-likelihood, averaged over the batch :cite:p:`besag1975`: a scalar to minimize.
+
+    .. math::  \mathcal L_{\rm PL} = -\frac1n\sum_{m=1}^n\sum_{i=1}^{n_v} \log p(v_{mi}\mid v_{m,-i})
+               = \frac1n\sum_m\sum_i \operatorname{softplus}\big(F(v_m) - F(v_m^{(i)})\big),
+
+    where :math:`v^{(i)}` is :math:`v` with bit :math:`i` flipped. Every term is a ratio
+    :math:`p(v)/(p(v)+p(v^{(i)}))`, so :math:`Z` cancels; no sampling is needed. It equals
+    ``-rbm.pseudo_log_likelihood(v).mean()``, but is differentiable in the RBM's parameters (set their
+    ``requires_grad``), so that it can be minimized with autograd, or by ``rbm.fit(..., objective="pseudo_likelihood")``.
+
+    Parameters
+    ----------
+    rbm : BernoulliRBM
+    v : torch.Tensor, shape (n, n_visible)
+        Binary data, ``n >= 1``.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar, in nats per data point.
+    """
+    if not isinstance(rbm, BernoulliRBM):
+        raise TypeError(f"rbm must be an ebmlib.rbm.BernoulliRBM, got {type(rbm).__name__}")
+    return _pl_from_parameters(*rbm.parameters(), rbm._visible(v))
+
+
+def ratio_matching_loss(rbm: "BernoulliRBM", v: torch.Tensor) -> torch.Tensor:
+    r"""Ratio matching for binary data :cite:p:`hyvarinen2007extensions`, averaged over the batch: a scalar to minimize.
+
+    Ratio matching fits the ratios :math:`p(v)/p(v^{(i)})` of the model at the data to those of the data
+    distribution, through :math:`g(u) = 1/(1+u)`; after the terms that do not depend on the parameters are dropped,
+    the objective is
+
+    .. math::  \mathcal L_{\rm RM} = \frac1n\sum_{m=1}^n\sum_{i=1}^{n_v}
+               g\Big(\frac{p(v_m)}{p(v_m^{(i)})}\Big)^2
+               = \frac1n\sum_m\sum_i \sigma\big(F(v_m) - F(v_m^{(i)})\big)^2,
+
+    with :math:`v^{(i)}` the point with bit :math:`i` flipped and :math:`\sigma` the logistic function. Like the
+    pseudo-likelihood it needs neither :math:`Z` nor samples; each term is
+    :math:`(1 - p(v_i\mid v_{-i}))^2`, a squared error where the pseudo-likelihood takes a log, so that a
+    badly fitted bit costs at most 1. It is consistent: its expected gradient under the model vanishes at the
+    model's parameters (tested by enumeration).
+
+    Parameters
+    ----------
+    rbm : BernoulliRBM
+    v : torch.Tensor, shape (n, n_visible)
+        Binary data, ``n >= 1``.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar, differentiable in the RBM's parameters.
+    """
+    if not isinstance(rbm, BernoulliRBM):
+        raise TypeError(f"rbm must be an ebmlib.rbm.BernoulliRBM, got {type(rbm).__name__}")
+    return _rm_from_parameters(*rbm.parameters(), rbm._visible(v))
+
+
+def _flip_objective_gradients(weight, visible_bias, hidden_bias, v, objective: str):
+    r"""Closed-form gradients of the pseudo-likelihood or ratio-matching loss (the mean over rows of ``v``).
+
+    With :math:`x = c + vW`, :math:`s = 1 - 2v`, :math:`A_{mij} = \sigma(x_{mj} + s_{mi}W_{ij})`,
+    :math:`P = \sigma(x)`, the flip gaps :math:`G_{mi} = F(v_m) - F(v_m^{(i)})` and
+    :math:`D = \partial\mathcal L/\partial G` (:math:`\sigma(G)/n` for PL, :math:`2\sigma(G)^2(1-\sigma(G))/n` for RM):
+    :math:`Q_{mj} = \sum_i D_{mi}(A_{mij} - P_{mj})`, and
+    :math:`\nabla_W = v^\top Q + \sum_m (D\odot s)_{m:}{}^\top A_{m::}`, :math:`\nabla_b = \sum_m D\odot s`,
+    :math:`\nabla_c = \sum_m Q`. Tested against autograd; several times faster than it on small batches.
+    Returns ``(g_weight, g_visible_bias, g_hidden_bias)``.
+    """
+    n = v.shape[0]
+    x = torch.addmm(hidden_bias, v, weight)                      # (n, n_h)
+    sign = 1.0 - 2.0 * v                                         # (n, n_v)
+    x_flip = x[:, None, :] + sign[:, :, None] * weight[None]     # (n, n_v, n_h)
+    gaps = sign * visible_bias + (F.softplus(x_flip).sum(2) - F.softplus(x).sum(1, keepdim=True))
+    sig = torch.sigmoid(gaps)
+    d = sig / n if objective == "pseudo_likelihood" else 2.0 * sig * sig * (1.0 - sig) / n
+    a = torch.sigmoid(x_flip)                                    # (n, n_v, n_h)
+    ds = d * sign
+    q = torch.bmm(d[:, None, :], a)[:, 0] - d.sum(1, keepdim=True) * torch.sigmoid(x)   # (n, n_h)
+    g_w = torch.addmm((ds[:, :, None] * a).sum(0), v.T, q)
+    return g_w, ds.sum(0), q.sum(0)
+
+
+#: Objectives of :meth:`BernoulliRBM.fit` other than contrastive divergence: name -> loss of (W, b, c, v).
+OBJECTIVES = {"pseudo_likelihood": _pl_from_parameters, "ratio_matching": _rm_from_parameters}

@@ -7,7 +7,15 @@ import torch
 
 from ebmlib import GaussianEnergy, PolynomialEnergy, conditional_nce_loss, nce_loss, score_matching_loss
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """These checks compare to 1e-13: float64 by default here, restored afterwards (no leak into other tests)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def test_cnce_matches_hand_computed_value():
