@@ -16,7 +16,7 @@ Modules:
 - :mod:`ebmlib.diagnostics`: autocorrelation, integrated autocorrelation time and effective sample size of chains.
 - :mod:`ebmlib.gaussian_scale`: the reference paper's Section 7 experiment, vectorized over runs and theta.
 - :mod:`ebmlib.data`: the binarized digits (checked against their sha256) and toy densities with exact log densities.
-- :mod:`ebmlib.estimators`: batched estimators for exponential families (NCE by Newton's method).
+- :mod:`ebmlib.estimators`: batched estimators for exponential families (NCE by Newton's method) and their asymptotic (sandwich) covariances.
 - :mod:`ebmlib.timing`: a minimal timing helper for cost figures and benchmarks.
 - :mod:`ebmlib.losses`: losses to minimize (contrastive / Monte-Carlo ML, Geyer IS-NLL, IS gradient).
 - :mod:`ebmlib.training`: the one training loop.
@@ -30,7 +30,7 @@ from .energies import GaussianEnergy, MixtureEnergy, MLPEnergy, PolynomialEnergy
 from .losses import (cd_loss, denoising_score_matching_loss, importance_sampling_gradient_loss, importance_sampling_nll,
                      nce_loss, score_matching_loss, sliced_score_matching_loss)
 from .losses import conditional_nce_loss
-from .rbm import BernoulliRBM
+from .rbm import BernoulliRBM, pseudo_likelihood_loss, ratio_matching_loss
 from .grbm import GaussianBernoulliRBM
 from .annealing import AISResult, ais_log_partition, sigmoid_schedule
 from .tempering import geometric_betas, parallel_tempering
@@ -46,6 +46,7 @@ __all__ = [
     "sliced_score_matching_loss", "nce_loss",
     "conditional_nce_loss",
     "History", "ReplayBuffer", "robbins_monro_schedule", "train",
-    "tempering", "geometric_betas", "parallel_tempering",
     "annealing", "grbm", "GaussianBernoulliRBM", "AISResult", "ais_log_partition", "sigmoid_schedule",
+    "tempering", "geometric_betas", "parallel_tempering",
+    "pseudo_likelihood_loss", "ratio_matching_loss",
 ]

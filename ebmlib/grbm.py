@@ -55,6 +55,9 @@ class GaussianBernoulliRBM(nn.Module):
     r"""A Gaussian–Bernoulli RBM with parameters ``weight`` (n_visible, n_hidden), ``visible_bias`` :math:`b`,
     ``hidden_bias`` :math:`c` and ``log_sigma`` (n_visible); see the module docstring for the energy.
 
+    The module is also an *energy* in the library's sense: ``model(v)`` is the free energy :math:`F(v)`, shape
+    ``(n,)``, so samplers, losses and AIS take it as they take any other energy.
+
     Parameters
     ----------
     n_visible, n_hidden : int
@@ -63,9 +66,6 @@ class GaussianBernoulliRBM(nn.Module):
         Draws the initial weights, :math:`W_{ij}\sim\mathcal N(0, 0.01^2)`; biases and ``log_sigma`` start at 0.
     dtype : torch.dtype
         Floating dtype of the parameters (float64 by default).
-
-    The module is also an *energy* in the library's sense: ``model(v)`` is the free energy :math:`F(v)`, shape
-    ``(n,)``, so samplers, losses and AIS take it as they take any other energy.
     """
 
     def __init__(self, n_visible: int, n_hidden: int, *, generator: torch.Generator | None = None,

@@ -133,3 +133,35 @@ def test_chapter_with_figures_shows_them(server, browser):
     parser = _Refs()
     parser.feed(dom)
     assert sum(1 for tag, _ in parser.refs if tag == "img") >= 3
+
+
+def _chapters_only() -> list[str]:
+    return [p for p in _chapter_pages() if re.match(r"\d\d_", p)]
+
+
+@pytest.mark.parametrize("page", _chapters_only())
+def test_chapter_page_ends_with_exercises_and_collapsed_solutions(page):
+    """At least three exercises, each with a solution collapsed in a dropdown, one of them with executed code."""
+    html = (SITE / page).read_text(encoding="utf-8")
+    exercises = re.findall(r'<div class="exercise admonition" id="([^"]+)"', html)
+    solutions = re.findall(r'<div class="solution dropdown admonition"[^>]*>\s*<p class="admonition-title">'
+                           r'Solution to<a class="reference internal" href="#([^"]+)"', html)
+    assert len(exercises) >= 3, f"{page}: {len(exercises)} exercises"
+    assert set(exercises) <= set(solutions), f"{page}: exercises without a collapsed solution"
+    kinds = " ".join(re.findall(r"\(((?:Conceptual|Derivation|Computational)[^)]*)\)", html))
+    for kind in ("Conceptual", "Derivation", "Computational"):
+        assert kind in kinds, f"{page}: no {kind.lower()} exercise"
+    solution_blocks = html.split('<div class="solution dropdown admonition"')[1:]
+    assert any('class="cell_output' in block.split('<div class="exercise admonition"')[0]
+               for block in solution_blocks), f"{page}: no solution with an executed code cell"
+
+
+def test_intro_gives_a_bibtex_entry_and_the_launch_buttons_are_links():
+    html = (SITE / "intro.html").read_text(encoding="utf-8")
+    text = re.sub(r"<[^>]+>", "", html)                      # the entry is syntax-highlighted span by span
+    assert "@book{ebmbook2026," in text and "url       = {https://" in text
+    chapter = (SITE / "08_rbm_ais.html").read_text(encoding="utf-8")
+    for service in ("colab.research.google.com", "mybinder.org"):
+        links = re.findall(rf'<a href="(https://{re.escape(service)}[^"]*)"', chapter)
+        assert links, f"no {service} launch link"
+        assert f'<script src="https://{service}' not in chapter
