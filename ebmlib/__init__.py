@@ -22,6 +22,7 @@ Modules:
 - :mod:`ebmlib.training`: the one training loop.
 - :mod:`ebmlib.plotting`: the shared figure style.
 - :mod:`ebmlib.validation`: argument checks that raise clear errors (also used by chapters for their parameters).
+- :mod:`ebmlib.book`: the chapters' own helpers (running independent fits side by side); the core never imports it.
 """
 
 from . import (annealing, autodiff, data, diagnostics, energies, estimators, exact, gaussian_scale, losses, partition, plotting, proposals,

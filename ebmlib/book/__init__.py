@@ -1,0 +1,11 @@
+"""Helpers for the book's chapters: plumbing a chapter needs but the library's core does not.
+
+The core modules of :mod:`ebmlib` never import from here. It ships in the wheel, because a
+chapter copied alone into an empty folder runs with only the installed package.
+
+- :mod:`ebmlib.book.parallel`: run a chapter's independent fits on every core.
+"""
+
+from .parallel import run_in_processes
+
+__all__ = ["run_in_processes"]
