@@ -16,13 +16,19 @@ export EBMLIB_PROGRESS ?= 0
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
 NBVAL_FLAGS := --nbval-lax -p no:cacheprovider -o norecursedirs="_build .* .venv outputs"
+# What ruff checks and formats (the pinned ruff of requirements-tools.txt; .pre-commit-config.yaml runs the same).
+LINT_SCOPE := ebmlib tests benchmarks tools $(wildcard book/*.ipynb)
+# The unit tests run in two processes (pytest-xdist), each with one torch thread (tests/conftest.py).
+XDIST := -n 2
 
-.PHONY: help setup tools book test test-slow test-floors dist build-strict execute reproduce bench clean
+.PHONY: help setup tools book lint test test-slow test-floors dist build-strict execute reproduce bench clean
 
 help:
 	@echo "make book    build the HTML book into $(SITE) from the committed, executed chapters"
-	@echo "make test    unit tests, nbval on every chapter, strict build, browser check"
-	@echo "make test-slow  the wheel in a fresh venv runs a chapter from an empty folder (minutes)"
+	@echo "make test    lint, unit tests, nbval on every chapter, strict build, browser check"
+	@echo "make lint    ruff check and ruff format --check over ebmlib, tests, benchmarks, tools, chapters"
+	@echo "make test-slow  the checks marked slow: every chapter's bad-parameter run, an interrupted"
+	@echo "             reproduce run resumed, the wheel in a fresh venv running a chapter (minutes)"
 	@echo "make test-floors  the unit tests on the lowest versions pyproject.toml allows (tests/floors.txt)"
 	@echo "make dist    build the sdist and wheel into dist/ and check them with twine"
 	@echo "make bench   run benchmarks/ against peer implementations"
@@ -50,9 +56,15 @@ book: $(STAMP)
 	@echo
 	@echo "Open the book: $(abspath $(SITE))/index.html"
 
+lint: $(TOOLS_STAMP)
+	$(TOOLS)/bin/ruff check $(LINT_SCOPE)
+	$(TOOLS)/bin/ruff format --check $(LINT_SCOPE)
+
 test: $(STAMP) $(TOOLS_STAMP)
-	@echo "== 1/4 ebmlib unit tests (with the packaging, citation and workflow checks)"
-	$(PY) -m pytest -m "not site and not slow" tests
+	@echo "== 0/4 lint: ruff check and ruff format --check"
+	$(MAKE) --no-print-directory lint
+	@echo "== 1/4 ebmlib unit tests (with the packaging, citation and workflow checks), two processes"
+	$(PY) -m pytest -m "not site and not slow" $(XDIST) tests
 	@echo "== 2/4 nbval: re-run every chapter and compare the checked outputs"
 	$(PY) -m pytest $(NBVAL_FLAGS) book
 	@echo "== 3/4 strict book build (-W) of the committed outputs that nbval has just checked"
@@ -60,9 +72,10 @@ test: $(STAMP) $(TOOLS_STAMP)
 	@echo "== 4/4 headless-browser check of the built pages"
 	$(PY) -m pytest -m site tests
 
-# The wheel, installed into a fresh venv, runs a chapter copied alone into an empty folder (a few minutes).
+# The checks marked slow (minutes): every chapter's bad-parameter papermill run, an interrupted reproduce run
+# resumed, and the wheel, installed into a fresh venv, running a chapter copied alone into an empty folder.
 test-slow: $(STAMP) $(TOOLS_STAMP)
-	$(PY) -m pytest -m slow tests
+	$(PY) -m pytest -m slow $(XDIST) tests
 
 # The unit tests on the floors of pyproject.toml's ranges (tests/floors.txt), in their own venv (downloads torch).
 FLOORS ?= .venv-floors

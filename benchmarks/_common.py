@@ -1,13 +1,15 @@
-"""What every benchmark script shares: where results go, what they record about the machine, the summary table.
+"""What every benchmark script shares: where results go, what they record about the machine, the
+summary table.
 
-Each ``bench_*.py`` returns a result dict whose ``"table"`` lists its headline comparisons, one dict per row:
+Each ``bench_*.py`` returns a result dict whose ``"table"`` lists its headline comparisons, one dict
+per row:
 
-    {"benchmark": ..., "case": ..., "ebmlib": "...", "peer": "...", "ratio": float, "ratio_means": "...",
-     "goal": "..." or ""}
+    {"benchmark": ..., "case": ..., "ebmlib": "...", "peer": "...", "ratio": float,
+     "ratio_means": "...", "goal": "..." or ""}
 
-:func:`write_result` stores the whole result, with the environment, as ``benchmarks/results/<name>.json``;
-``benchmarks/summarize.py`` (the last step of ``make bench``) gathers every table into the book's
-Performance appendix.
+:func:`write_result` stores the whole result, with the environment, as
+``benchmarks/results/<name>.json``; ``benchmarks/summarize.py`` (the last step of ``make bench``)
+gathers every table into the book's Performance appendix.
 """
 
 from __future__ import annotations
@@ -20,19 +22,37 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def environment() -> dict:
-    """Versions, CPU model and thread counts of this run (as recorded by ``ebmlib.reproduce``), and the date."""
+    """Versions, CPU model and thread counts of this run (as recorded by ``ebmlib.reproduce``), and
+    the date."""
     from ebmlib.reproduce import environment as reproduce_environment
+
     return dict(reproduce_environment(), date=time.strftime("%Y-%m-%d"))
 
 
-def row(benchmark: str, case: str, ebmlib: str, peer: str, ratio: float, ratio_means: str, goal: str = "") -> dict:
+def row(
+    benchmark: str,
+    case: str,
+    ebmlib: str,
+    peer: str,
+    ratio: float,
+    ratio_means: str,
+    goal: str = "",
+) -> dict:
     """One line of the summary table."""
-    return {"benchmark": benchmark, "case": case, "ebmlib": ebmlib, "peer": peer, "ratio": round(float(ratio), 2),
-            "ratio_means": ratio_means, "goal": goal}
+    return {
+        "benchmark": benchmark,
+        "case": case,
+        "ebmlib": ebmlib,
+        "peer": peer,
+        "ratio": round(float(ratio), 2),
+        "ratio_means": ratio_means,
+        "goal": goal,
+    }
 
 
 def write_result(name: str, result: dict) -> Path:
-    """Write ``result`` (with ``"table"`` rows and the environment added) to ``benchmarks/results/<name>.json``."""
+    """Write ``result`` (with ``"table"`` rows and the environment added) to
+    ``benchmarks/results/<name>.json``."""
     if not isinstance(result.get("table"), list):
         raise ValueError(f"benchmark {name!r} must give its summary rows under 'table'")
     result = {"benchmark": name, **result, "environment": environment()}

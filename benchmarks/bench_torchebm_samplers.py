@@ -1,12 +1,14 @@
-"""ebmlib's Langevin and HMC samplers against TorchEBM 0.8.9 and a hand-written autograd loop (chapter 4).
+"""ebmlib's Langevin and HMC samplers against TorchEBM 0.8.9 and a hand-written autograd loop
+(chapter 4).
 
-Same energy (a 2-64-64-1 SiLU MLP, float32), same 1000 chains, same step size, in one process. Each sampler runs
-a fixed number of steps; the best of ``--repeats`` runs after a warm-up run is reported as gradient evaluations per
-second (for HMC: leapfrog steps per second, the unit in which both libraries pay for a trajectory).
+Same energy (a 2-64-64-1 SiLU MLP, float32), same 1000 chains, same step size, in one process. Each
+sampler runs a fixed number of steps; the best of ``--repeats`` runs after a warm-up run is reported
+as gradient evaluations per second (for HMC: leapfrog steps per second, the unit in which both
+libraries pay for a trajectory).
 
-TorchEBM's leapfrog evaluates the force at both ends of every leapfrog step and re-evaluates the energies for the
-Metropolis test; ebmlib keeps the gradient and energy from the end of each step, so a trajectory of L leapfrog
-steps costs L gradient evaluations.
+TorchEBM's leapfrog evaluates the force at both ends of every leapfrog step and re-evaluates the
+energies for the Metropolis test; ebmlib keeps the gradient and energy from the end of each step, so
+a trajectory of L leapfrog steps costs L gradient evaluations.
 
 Usage:  python benchmarks/bench_torchebm_samplers.py [--chains 1000] [--repeats 5]
 Needs:  pip install --no-deps -r benchmarks/requirements.txt   (``make bench`` does this)
@@ -18,9 +20,10 @@ import argparse
 import math
 
 import torch
+from _common import row as summary_row
+from _common import write_result
 
 from ebmlib import MLPEnergy
-from _common import row as summary_row, write_result
 from ebmlib.samplers import sample
 from ebmlib.timing import best_time
 
@@ -37,13 +40,16 @@ def main() -> dict:
         import torchebm
         from torchebm.core import BaseModel
         from torchebm.samplers import HamiltonianMonteCarlo, LangevinDynamics
-    except ImportError:
-        raise SystemExit("TorchEBM is not installed: pip install --no-deps -r benchmarks/requirements.txt")
+    except ImportError as err:
+        raise SystemExit(
+            "TorchEBM is not installed: pip install --no-deps -r benchmarks/requirements.txt"
+        ) from err
 
     energy = MLPEnergy(2, 64, generator=torch.Generator().manual_seed(0))
-    # parameters keep requires_grad, as during training; both libraries differentiate with respect to x only
+    # parameters keep requires_grad, as during training; both libraries differentiate with respect
+    # to x only
 
-    class Wrapped(BaseModel):      # the same network, seen through TorchEBM's model interface
+    class Wrapped(BaseModel):  # the same network, seen through TorchEBM's model interface
         def __init__(self, net):
             super().__init__()
             self.net = net
@@ -68,33 +74,50 @@ def main() -> dict:
     peer_hmc = HamiltonianMonteCarlo(peer_model, step_size=eps, n_leapfrog_steps=L)
     calls = {
         "langevin": {
-            "ebmlib": lambda: sample(energy, x0, method="langevin", n_steps=n_lang, step_size=eps, generator=gen),
+            "ebmlib": lambda: sample(
+                energy, x0, method="langevin", n_steps=n_lang, step_size=eps, generator=gen
+            ),
             "torchebm": lambda: peer_langevin.sample(x=x0.clone(), n_steps=n_lang, generator=gen),
             "autograd_loop": plain_ula,
         },
         "hmc": {
-            "ebmlib": lambda: sample(energy, x0, method="hmc", n_steps=n_hmc, step_size=eps, n_leapfrog=L,
-                                     generator=gen),
+            "ebmlib": lambda: sample(
+                energy, x0, method="hmc", n_steps=n_hmc, step_size=eps, n_leapfrog=L, generator=gen
+            ),
             "torchebm": lambda: peer_hmc.sample(x=x0.clone(), n_steps=n_hmc, generator=gen),
         },
     }
     evals = {"langevin": n_lang, "hmc": n_hmc * L}
     rows = []
     for sampler, impls in calls.items():
-        for fn in impls.values():   # warm up every implementation before timing any
+        for fn in impls.values():  # warm up every implementation before timing any
             fn()
         row = {"sampler": sampler}
         for name, fn in impls.items():
-            row[f"{name}_evals_per_s"] = round(evals[sampler] / best_time(fn, repeats=args.repeats, warmup=0), 1)
-        row["ebmlib_over_torchebm"] = round(row["ebmlib_evals_per_s"] / row["torchebm_evals_per_s"], 2)
+            row[f"{name}_evals_per_s"] = round(
+                evals[sampler] / best_time(fn, repeats=args.repeats, warmup=0), 1
+            )
+        row["ebmlib_over_torchebm"] = round(
+            row["ebmlib_evals_per_s"] / row["torchebm_evals_per_s"], 2
+        )
         if "autograd_loop_evals_per_s" in row:
-            row["ebmlib_over_autograd_loop"] = round(row["ebmlib_evals_per_s"] / row["autograd_loop_evals_per_s"], 2)
+            row["ebmlib_over_autograd_loop"] = round(
+                row["ebmlib_evals_per_s"] / row["autograd_loop_evals_per_s"], 2
+            )
         rows.append(row)
         print(row)
-    table = [summary_row(f"TorchEBM {torchebm.__version__} samplers", f"{r['sampler']}, 2-64-64-1 SiLU MLP, {args.chains} chains",
-                 f"{r['ebmlib_evals_per_s']:.0f} gradient evals/s", f"{r['torchebm_evals_per_s']:.0f} gradient evals/s",
-                 r["ebmlib_over_torchebm"], "throughput ebmlib / TorchEBM",
-                 ">= 1.0" if r["sampler"] == "langevin" else ">= 1.5") for r in rows]
+    table = [
+        summary_row(
+            f"TorchEBM {torchebm.__version__} samplers",
+            f"{r['sampler']}, 2-64-64-1 SiLU MLP, {args.chains} chains",
+            f"{r['ebmlib_evals_per_s']:.0f} gradient evals/s",
+            f"{r['torchebm_evals_per_s']:.0f} gradient evals/s",
+            r["ebmlib_over_torchebm"],
+            "throughput ebmlib / TorchEBM",
+            ">= 1.0" if r["sampler"] == "langevin" else ">= 1.5",
+        )
+        for r in rows
+    ]
     result = {"torchebm": torchebm.__version__, "chains": args.chains, "rows": rows, "table": table}
     write_result("torchebm_samplers", result)
     return result

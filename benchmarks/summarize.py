@@ -1,7 +1,8 @@
 """Gather the tables of every ``benchmarks/results/*.json`` into the book's Performance appendix.
 
-The table replaces the text between the two marker comments of ``book/appendix_performance.md``; the page is
-committed with the last measured table, so the book shows it without re-running the benchmarks.
+The table replaces the text between the two marker comments of ``book/appendix_performance.md``; the
+page is committed with the last measured table, so the book shows it without re-running the
+benchmarks.
 
 The chapter run times also go into the table of ``book/for_instructors.md``.
 
@@ -17,7 +18,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PAGE = HERE.parent / "book" / "appendix_performance.md"
-START, END = "<!-- benchmark table: start (written by benchmarks/summarize.py) -->", "<!-- benchmark table: end -->"
+START, END = (
+    "<!-- benchmark table: start (written by benchmarks/summarize.py) -->",
+    "<!-- benchmark table: end -->",
+)
 INSTRUCTORS = HERE.parent / "book" / "for_instructors.md"
 TIMES_START = "<!-- chapter times: start (written by benchmarks/summarize.py) -->"
 TIMES_END = "<!-- chapter times: end -->"
@@ -25,16 +29,31 @@ ORDER = ["chapter_times", "is_figures", "torchebm_samplers", "sklearn_rbm", "sco
 
 
 def table_markdown(results: list[dict]) -> str:
-    lines = ["| benchmark | case | ebmlib | peer or budget | ratio | ratio means | goal |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| benchmark | case | ebmlib | peer or budget | ratio | ratio means | goal |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for result in results:
         for r in result["table"]:
-            cells = [r["benchmark"], r["case"], r["ebmlib"], r["peer"], f"{r['ratio']:.2f}", r["ratio_means"], r["goal"]]
+            cells = [
+                r["benchmark"],
+                r["case"],
+                r["ebmlib"],
+                r["peer"],
+                f"{r['ratio']:.2f}",
+                r["ratio_means"],
+                r["goal"],
+            ]
             lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     env = results[0]["environment"] if results else {}
-    lines += ["", f"Measured on {env.get('date', '?')}: {env.get('cpu', '?')}, {env.get('cpu_count', '?')} cores, "
-              f"{env.get('torch_threads', '?')} torch threads; Python {env.get('python', '?')}, "
-              f"PyTorch {env.get('torch', '?')}, NumPy {env.get('numpy', '?')}, "
-              f"scikit-learn {env.get('sklearn', '?')}."]
+    lines += [
+        "",
+        f"Measured on {env.get('date', '?')}: {env.get('cpu', '?')}, "
+        f"{env.get('cpu_count', '?')} cores, {env.get('torch_threads', '?')} torch threads; "
+        f"Python {env.get('python', '?')}, "
+        f"PyTorch {env.get('torch', '?')}, NumPy {env.get('numpy', '?')}, "
+        f"scikit-learn {env.get('sklearn', '?')}.",
+    ]
     return "\n".join(lines)
 
 
@@ -44,8 +63,12 @@ def chapter_times_markdown(result: dict) -> str:
     lines += [f"| {r['chapter']} | {r['seconds']:.0f} s |" for r in result["records"]]
     total = sum(r["seconds"] for r in result["records"])
     env = result.get("environment", {})
-    lines += [f"| whole book, one chapter at a time | {total:.0f} s |", "",
-              f"Measured on {env.get('date', '?')}: {env.get('cpu', '?')}, {env.get('cpu_count', '?')} cores."]
+    lines += [
+        f"| whole book, one chapter at a time | {total:.0f} s |",
+        "",
+        f"Measured on {env.get('date', '?')}: {env.get('cpu', '?')}, "
+        f"{env.get('cpu_count', '?')} cores.",
+    ]
     return "\n".join(lines)
 
 
@@ -64,11 +87,17 @@ def _update_chapter_times(result: dict) -> None:
     text = PAGE.read_text()
     head, rest = text.split(START, 1)
     body, tail = rest.split(END, 1)
-    kept = [line for line in body.strip().splitlines()[2:] if not line.startswith("| Chapter execution time")]
+    kept = [
+        line
+        for line in body.strip().splitlines()[2:]
+        if not line.startswith("| Chapter execution time")
+    ]
     fresh = table_markdown([result]).splitlines()
     rows = [line for line in fresh if line.startswith("| Chapter execution time")]
     footer = [line for line in kept if not line.startswith("|") and "re-measured" not in line]
-    footer.append(f"Chapter execution times re-measured on {result['environment'].get('date', '?')}.")
+    footer.append(
+        f"Chapter execution times re-measured on {result['environment'].get('date', '?')}."
+    )
     kept = [line for line in kept if line.startswith("|")]
     lines = fresh[:2] + rows + kept + footer
     PAGE.write_text(f"{head}{START}\n" + "\n".join(lines) + f"\n{END}{tail}")
@@ -83,19 +112,31 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(content, dict) and isinstance(content.get("table"), list):
             found[path.stem] = content
         else:
-            print(f"skipping {path.name}: written by an older script without a summary table; re-run it")
-    results = [found[k] for k in ORDER if k in found] + [v for k, v in found.items() if k not in ORDER]
+            print(
+                f"skipping {path.name}: written by an older script without a summary table; "
+                "re-run it"
+            )
+    results = [found[k] for k in ORDER if k in found] + [
+        v for k, v in found.items() if k not in ORDER
+    ]
     missing = [k for k in ORDER if k not in found]
     if chapter_times_only:
         if "chapter_times" not in found:
-            raise SystemExit("no benchmarks/results/chapter_times.json: run benchmarks/bench_chapter_times.py")
+            raise SystemExit(
+                "no benchmarks/results/chapter_times.json: run benchmarks/bench_chapter_times.py"
+            )
         _update_chapter_times(found["chapter_times"])
         print(f"wrote the chapter times into {PAGE} and {INSTRUCTORS}")
         return
     replace_between(PAGE, START, END, table_markdown(results))
     if "chapter_times" in found:
-        replace_between(INSTRUCTORS, TIMES_START, TIMES_END, chapter_times_markdown(found["chapter_times"]))
-    print(f"wrote {len(results)} benchmark tables into {PAGE}" + (f"; missing: {', '.join(missing)}" if missing else ""))
+        replace_between(
+            INSTRUCTORS, TIMES_START, TIMES_END, chapter_times_markdown(found["chapter_times"])
+        )
+    print(
+        f"wrote {len(results)} benchmark tables into {PAGE}"
+        + (f"; missing: {', '.join(missing)}" if missing else "")
+    )
 
 
 if __name__ == "__main__":

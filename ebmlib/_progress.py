@@ -19,7 +19,9 @@ def progress_enabled(progress: bool | None) -> bool:
     return bool(progress)
 
 
-def progress_bar(iterable, *, total: int | None = None, desc: str | None = None, progress: bool | None = None):
+def progress_bar(
+    iterable, *, total: int | None = None, desc: str | None = None, progress: bool | None = None
+):
     """Wrap ``iterable`` in a tqdm bar, or return it unchanged when progress is off."""
     if not progress_enabled(progress):
         return iterable

@@ -20,12 +20,14 @@ __all__ = ["energy_gradients", "energy_input_grad", "parameter_names"]
 
 
 def parameter_names(energy: torch.nn.Module) -> list[str]:
-    """Names of the parameters of ``energy`` that require grad, in :meth:`~torch.nn.Module.named_parameters` order."""
+    """Names of the parameters of ``energy`` that require grad, in
+    :meth:`~torch.nn.Module.named_parameters` order."""
     return [name for name, p in energy.named_parameters() if p.requires_grad]
 
 
 def energy_gradients(energy: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    r"""Per-sample gradients :math:`\nabla_\theta E(x_i\mid\theta)`, flattened into one row per point.
+    r"""Per-sample gradients :math:`\nabla_\theta E(x_i\mid\theta)`, flattened into one row per
+    point.
 
     Parameters
     ----------
@@ -53,7 +55,9 @@ def energy_gradients(energy: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([per_sample[n].reshape(x.shape[0], -1) for n in names], dim=1)
 
 
-def energy_input_grad(energy_fn, x: torch.Tensor, *, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def energy_input_grad(
+    energy_fn, x: torch.Tensor, *, create_graph: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Energies and their input gradients :math:`\nabla_x E(x_i)`.
 
     Parameters

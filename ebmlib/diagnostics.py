@@ -1,12 +1,12 @@
-r"""Mixing diagnostics for Markov chains: autocorrelation, integrated autocorrelation time, effective sample size.
+r"""Mixing diagnostics for Markov chains: autocorrelation, integrated autocorrelation time,
+effective sample size.
 
-For a stationary chain :math:`f_1,\dots,f_T` with autocorrelation :math:`\rho_k`, the variance of the chain mean is
-:math:`\operatorname{Var}(f)\,\tau/T` with the integrated autocorrelation time
-:math:`\tau = 1 + 2\sum_{k\ge1}\rho_k`, so the chain is worth :math:`T/\tau` independent draws (its effective sample
-size). :math:`\tau` is estimated with Geyer's initial positive sequence: the sums
-:math:`\Gamma_m=\rho_{2m}+\rho_{2m+1}` are added while they stay positive, which truncates the noisy tail of the
-empirical autocorrelation without a tuning constant :cite:p:`geyer1992practical`.
-"""
+For a stationary chain :math:`f_1,\dots,f_T` with autocorrelation :math:`\rho_k`, the variance of
+the chain mean is :math:`\operatorname{Var}(f)\,\tau/T` with the integrated autocorrelation time
+:math:`\tau = 1 + 2\sum_{k\ge1}\rho_k`, so the chain is worth :math:`T/\tau` independent draws (its
+effective sample size). :math:`\tau` is estimated with Geyer's initial positive sequence: the sums
+:math:`\Gamma_m=\rho_{2m}+\rho_{2m+1}` are added while they stay positive, which truncates the noisy
+tail of the empirical autocorrelation without a tuning constant :cite:p:`geyer1992practical`."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def autocorrelation(chain, max_lag: int | None = None) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (max_lag + 1,)
-        :math:`\hat\rho_0 = 1`. Computed by FFT, centring each chain on the mean over all chains so that chains
-        stuck in different places show up as slowly decaying correlation.
+        :math:`\hat\rho_0 = 1`. Computed by FFT, centring each chain on the mean over all chains so
+        that chains stuck in different places show up as slowly decaying correlation.
     """
     a = _as_chains(chain)
     t = a.shape[0]
@@ -63,8 +63,9 @@ def autocorrelation(chain, max_lag: int | None = None) -> np.ndarray:
 
 def integrated_autocorrelation_time(chain) -> float:
     r""":math:`\hat\tau = -1 + 2\sum_{m=0}^{M}\hat\Gamma_m`, with Geyer's initial positive sequence
-    :math:`\hat\Gamma_m = \hat\rho_{2m}+\hat\rho_{2m+1} > 0`. At least 1 for a sampler that is no better than iid
-    draws on this statistic; below 1 for antithetic chains (e.g. HMC on a Gaussian)."""
+    :math:`\hat\Gamma_m = \hat\rho_{2m}+\hat\rho_{2m+1} > 0`. At least 1 for a sampler that is no
+    better than iid draws on this statistic; below 1 for antithetic chains (e.g. HMC on a Gaussian).
+    """
     rho = autocorrelation(chain)
     pairs = rho[: 2 * (len(rho) // 2)].reshape(-1, 2).sum(axis=1)
     stop = np.argmax(pairs <= 0) if (pairs <= 0).any() else len(pairs)
@@ -72,6 +73,7 @@ def integrated_autocorrelation_time(chain) -> float:
 
 
 def effective_sample_size(chain) -> float:
-    r"""Effective sample size :math:`n_\text{chains} T/\hat\tau` of a chain (or a batch of chains) of length ``T``."""
+    r"""Effective sample size :math:`n_\text{chains} T/\hat\tau` of a chain (or a batch of chains)
+    of length ``T``."""
     a = _as_chains(chain)
     return float(a.size / integrated_autocorrelation_time(a))

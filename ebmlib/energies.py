@@ -11,7 +11,8 @@ Its learnable parameters are ordinary ``nn.Parameter`` s, so
   :math:`E(x) = \sum_j \theta_j x^{k_j}` (for example a quartic), whose
   normalizer has no closed form but is computed by quadrature in :mod:`ebmlib.exact`.
 * :class:`MLPEnergy`: a small neural network energy.
-* :class:`MixtureEnergy`: a finite mixture of unnormalized densities, each with its own (estimated) normalizer.
+* :class:`MixtureEnergy`: a finite mixture of unnormalized densities, each with its own (estimated)
+  normalizer.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import nn
 
 from .validation import check_generator, check_int
 
-__all__ = ["GaussianEnergy", "PolynomialEnergy", "MLPEnergy", "MixtureEnergy"]
+__all__ = ["GaussianEnergy", "PolynomialEnergy", "MLPEnergy", "GaussianMLPEnergy", "MixtureEnergy"]
 
 
 def _check_input(x: torch.Tensor, dim: int, name: str = "x") -> None:
@@ -32,7 +33,8 @@ def _check_input(x: torch.Tensor, dim: int, name: str = "x") -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(
-            f"{name} must have shape (n, {dim}) (use (n, 1) for 1-D data), got shape {tuple(x.shape)}"
+            f"{name} must have shape (n, {dim}) (use (n, 1) for 1-D data), "
+            f"got shape {tuple(x.shape)}"
         )
 
 
@@ -67,8 +69,15 @@ class GaussianEnergy(nn.Module):
     1.612085713764618
     """
 
-    def __init__(self, mean=0.0, scale=1.0, *, learn_mean: bool = True, learn_scale: bool = True,
-                 dtype: torch.dtype = torch.float64):
+    def __init__(
+        self,
+        mean=0.0,
+        scale=1.0,
+        *,
+        learn_mean: bool = True,
+        learn_scale: bool = True,
+        dtype: torch.dtype = torch.float64,
+    ):
         super().__init__()
         mean_t = torch.as_tensor(mean, dtype=dtype).reshape(-1).clone()
         if mean_t.numel() == 0:
@@ -81,12 +90,16 @@ class GaussianEnergy(nn.Module):
             tril = torch.eye(d, dtype=dtype) * scale_t
         elif scale_t.ndim == 1:
             if scale_t.numel() != d:
-                raise ValueError(f"scale must have {d} entries to match mean, got {scale_t.numel()}")
+                raise ValueError(
+                    f"scale must have {d} entries to match mean, got {scale_t.numel()}"
+                )
             tril = torch.diag(scale_t)
         elif scale_t.ndim == 2 and scale_t.shape == (d, d):
             tril = torch.tril(scale_t)
         else:
-            raise ValueError(f"scale must be a number, shape ({d},) or ({d}, {d}); got {tuple(scale_t.shape)}")
+            raise ValueError(
+                f"scale must be a number, shape ({d},) or ({d}, {d}); got {tuple(scale_t.shape)}"
+            )
         if not bool(torch.isfinite(tril).all()):
             raise ValueError("scale contains NaN or infinite values")
         if bool((torch.diagonal(tril) <= 0).any()):
@@ -110,7 +123,10 @@ class GaussianEnergy(nn.Module):
 
     def log_partition(self) -> torch.Tensor:
         r"""Analytic :math:`\log Z = \frac d2\log 2\pi + \log|\det L|`, a differentiable scalar."""
-        return 0.5 * self.dim * math.log(2 * math.pi) + torch.log(torch.diagonal(self.scale_tril).abs()).sum()
+        return (
+            0.5 * self.dim * math.log(2 * math.pi)
+            + torch.log(torch.diagonal(self.scale_tril).abs()).sum()
+        )
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         r"""Normalized log density :math:`-E(x) - \log Z`, shape ``(n,)``."""
@@ -123,7 +139,8 @@ class GaussianEnergy(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        r"""Draw ``n`` exact samples :math:`x = \mu + L z`, :math:`z\sim\mathcal N(0, I)`; shape ``(n, d)``."""
+        r"""Draw ``n`` exact samples :math:`x = \mu + L z`, :math:`z\sim\mathcal N(0, I)`; shape
+        ``(n, d)``."""
         n = check_int(n, "n")
         check_generator(generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=self.mean.dtype)
@@ -208,8 +225,15 @@ class MLPEnergy(nn.Module):
         Parameter type (default float32, the usual choice for networks).
     """
 
-    def __init__(self, dim: int, hidden=64, *, activation=nn.SiLU, generator: torch.Generator | None = None,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        dim: int,
+        hidden=64,
+        *,
+        activation=nn.SiLU,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         self.dim = check_int(dim, "dim")
         widths = [hidden, hidden] if isinstance(hidden, int) else list(hidden)
@@ -217,12 +241,17 @@ class MLPEnergy(nn.Module):
         check_generator(generator)
         sizes = [self.dim, *widths, 1]
         layers: list[nn.Module] = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             linear = nn.Linear(fan_in, fan_out, dtype=dtype)
             bound = 1.0 / math.sqrt(fan_in)
             with torch.no_grad():
-                linear.weight.copy_(torch.rand(fan_out, fan_in, generator=generator, dtype=dtype) * 2 * bound - bound)
-                linear.bias.copy_(torch.rand(fan_out, generator=generator, dtype=dtype) * 2 * bound - bound)
+                linear.weight.copy_(
+                    torch.rand(fan_out, fan_in, generator=generator, dtype=dtype) * 2 * bound
+                    - bound
+                )
+                linear.bias.copy_(
+                    torch.rand(fan_out, generator=generator, dtype=dtype) * 2 * bound - bound
+                )
             layers.append(linear)
             if i < len(sizes) - 2:
                 layers.append(activation())
@@ -234,6 +263,48 @@ class MLPEnergy(nn.Module):
         return self.net(x).squeeze(-1)
 
 
+class GaussianMLPEnergy(nn.Module):
+    r"""A network's correction to a standard normal:
+    :math:`E(x) = \tfrac12\lVert x\rVert^2 + f_\theta(x)`.
+
+    :math:`f_\theta` is an :class:`MLPEnergy` whose output layer starts at zero, so the model starts
+    as the standard normal (the fitted Gaussian, in coordinates whitened by it, such as
+    :func:`ebmlib.data.load_digits_continuous`). The quadratic term keeps the density normalizable:
+    an MLP with SiLU activations grows at most linearly in :math:`\lVert x\rVert`, so
+    :math:`e^{-E}` has Gaussian tails whatever :math:`\theta` is.
+
+    Parameters
+    ----------
+    dim : int
+        Input dimension ``d``.
+    hidden : int or sequence of int
+        Hidden widths of :math:`f_\theta` (as in :class:`MLPEnergy`).
+    generator : torch.Generator, optional
+        Draws the hidden layers' initial weights.
+    dtype : torch.dtype
+        Parameter type (default float32).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden=128,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        self.net = MLPEnergy(dim, hidden, generator=generator, dtype=dtype)
+        with torch.no_grad():
+            self.net.net[-1].weight.zero_()
+            self.net.net[-1].bias.zero_()
+        self.dim = self.net.dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Energy of each row of ``x`` (shape ``(n, d)``), returned with shape ``(n,)``."""
+        return 0.5 * (x * x).sum(-1) + self.net(x)
+
+
 class MixtureEnergy(nn.Module):
     r"""A finite mixture of energy-based models (Eq. 26 of :cite:p:`ebmgradientnote`).
 
@@ -242,18 +313,19 @@ class MixtureEnergy(nn.Module):
         p(x\mid\pi,\theta) = \sum_{g=1}^G \pi_g\,\frac{\phi_g(x\mid\theta_g)}{Z_g(\theta_g)},
         \qquad E(x) = -\log\sum_g \exp\{\log\pi_g - E_g(x\mid\theta_g) - \log Z_g(\theta_g)\},
 
-    with :math:`\pi = \operatorname{softmax}(\text{logits})`. Each component keeps its own normalizer, supplied as
-    a callable: the exact :math:`\log Z_g` when it is known, or an importance-sampling estimate such as
-    ``lambda: log_partition_is(-component(y_g), log_q_g)`` with fixed draws ``y_g`` (Geyer's method per
-    component). When every :math:`\log Z_g` is exact the mixture is normalized, so the average of
-    :math:`E` over data *is* the NLL.
+    with :math:`\pi = \operatorname{softmax}(\text{logits})`. Each component keeps its own
+    normalizer, supplied as a callable: the exact :math:`\log Z_g` when it is known, or an
+    importance-sampling estimate such as ``lambda: log_partition_is(-component(y_g), log_q_g)`` with
+    fixed draws ``y_g`` (Geyer's method per component). When every :math:`\log Z_g` is exact the
+    mixture is normalized, so the average of :math:`E` over data *is* the NLL.
 
     Parameters
     ----------
     components : sequence of nn.Module
         The component energies :math:`E_g`, all on the same dimension.
     log_partitions : sequence of callables
-        ``log_partitions[g]()`` returns :math:`\log Z_g` (a scalar tensor, differentiable in :math:`\theta_g`).
+        ``log_partitions[g]()`` returns :math:`\log Z_g` (a scalar tensor, differentiable in
+        :math:`\theta_g`).
     weights : array-like of shape (G,), optional
         Initial mixing weights (positive; normalized here). Default: equal weights.
     """
@@ -263,8 +335,10 @@ class MixtureEnergy(nn.Module):
         components = list(components)
         log_partitions = list(log_partitions)
         if len(components) < 1 or len(components) != len(log_partitions):
-            raise ValueError(f"need one log_partitions callable per component, got {len(components)} components "
-                             f"and {len(log_partitions)} callables")
+            raise ValueError(
+                f"need one log_partitions callable per component, got {len(components)} components "
+                f"and {len(log_partitions)} callables"
+            )
         if not all(callable(f) for f in log_partitions):
             raise TypeError("log_partitions must be callables returning log Z_g")
         dims = {getattr(c, "dim", None) for c in components}
@@ -273,9 +347,16 @@ class MixtureEnergy(nn.Module):
         self.dim = dims.pop()
         self.components = nn.ModuleList(components)
         self._log_partitions = log_partitions
-        w = torch.full((len(components),), 1.0 / len(components), dtype=torch.float64) if weights is None \
+        w = (
+            torch.full((len(components),), 1.0 / len(components), dtype=torch.float64)
+            if weights is None
             else torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
-        if w.numel() != len(components) or not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
+        )
+        if (
+            w.numel() != len(components)
+            or not bool(torch.isfinite(w).all())
+            or bool((w <= 0).any())
+        ):
             raise ValueError(f"weights must be {len(components)} positive numbers, got {weights!r}")
         self.logits = nn.Parameter(torch.log(w / w.sum()))
 
@@ -287,8 +368,10 @@ class MixtureEnergy(nn.Module):
         r""":math:`\log\pi_g - E_g(x) - \log Z_g` for each component and point, shape ``(G, n)``."""
         _check_input(x, self.dim)
         log_pi = torch.log_softmax(self.logits, dim=0)
-        rows = [log_pi[g].to(x.dtype) - comp(x) - self._log_partitions[g]().to(x.dtype)
-                for g, comp in enumerate(self.components)]
+        rows = [
+            log_pi[g].to(x.dtype) - comp(x) - self._log_partitions[g]().to(x.dtype)
+            for g, comp in enumerate(self.components)
+        ]
         return torch.stack(rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,10 @@
-r"""Batched estimators for exponential families, for Monte-Carlo studies over many independent data sets.
+r"""Batched estimators for exponential families, for Monte-Carlo studies over many independent data
+sets.
 
-For an exponential family :math:`E(x\mid\theta) = \theta^\top T(x)`, several estimators reduce to convex problems in
-the sufficient statistics that can be solved for hundreds of replicate data sets at once. They give the same answers
-as minimizing the generic losses of :mod:`ebmlib.losses` one data set at a time (the tests check this), only faster.
-"""
+For an exponential family :math:`E(x\mid\theta) = \theta^\top T(x)`, several estimators reduce to
+convex problems in the sufficient statistics that can be solved for hundreds of replicate data sets
+at once. They give the same answers as minimizing the generic losses of :mod:`ebmlib.losses` one
+data set at a time (the tests check this), only faster."""
 
 from __future__ import annotations
 
@@ -13,32 +14,53 @@ import torch
 
 from .validation import check_finite, check_generator, check_int, check_positive, check_tensor
 
-__all__ = ["mle_exponential_family", "nce_exponential_family", "score_matching_exponential_family",
-           "denoising_score_matching_exponential_family", "denoising_perturbation", "sandwich_covariance",
-           "score_matching_asymptotics", "denoising_score_matching_asymptotics", "nce_asymptotics",
-           "is_mle_asymptotics"]
+__all__ = [
+    "mle_exponential_family",
+    "nce_exponential_family",
+    "score_matching_exponential_family",
+    "denoising_score_matching_exponential_family",
+    "denoising_perturbation",
+    "sandwich_covariance",
+    "score_matching_asymptotics",
+    "denoising_score_matching_asymptotics",
+    "nce_asymptotics",
+    "is_mle_asymptotics",
+]
 
 
 def _nce_objective(beta, phi_d, phi_n, off_d, off_n, n_data):
     g_d = torch.einsum("rnk,rk->rn", phi_d, beta) + off_d
     g_n = torch.einsum("rnk,rk->rn", phi_n, beta) + off_n
-    loss = -(torch.nn.functional.logsigmoid(g_d).sum(1) + torch.nn.functional.logsigmoid(-g_n).sum(1)) / n_data
+    loss = (
+        -(torch.nn.functional.logsigmoid(g_d).sum(1) + torch.nn.functional.logsigmoid(-g_n).sum(1))
+        / n_data
+    )
     return loss, g_d, g_n
 
 
-def nce_exponential_family(stats_data: torch.Tensor, stats_noise: torch.Tensor, log_q_data: torch.Tensor,
-                           log_q_noise: torch.Tensor, *, max_iter: int = 100, tol: float = 1e-10):
-    r"""NCE estimates :math:`(\hat\theta, \hat c)` for many replicate data sets at once, by damped Newton steps.
+def nce_exponential_family(
+    stats_data: torch.Tensor,
+    stats_noise: torch.Tensor,
+    log_q_data: torch.Tensor,
+    log_q_noise: torch.Tensor,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-10,
+):
+    r"""NCE estimates :math:`(\hat\theta, \hat c)` for many replicate data sets at once, by damped
+    Newton steps.
 
     With :math:`E = \theta^\top T` and :math:`c` for :math:`\log Z`, the NCE classifier's logit
-    :math:`G(x) = -\theta^\top T(x) - c - \log q(x) - \log\nu` is linear in :math:`\beta = (\theta, c)`, so
-    :func:`ebmlib.losses.nce_loss` is the loss of a logistic regression with features :math:`(-T(x), -1)` and offset
-    :math:`-\log q(x) - \log\nu`. It is convex; Newton's method with step halving solves it to machine precision.
+    :math:`G(x) = -\theta^\top T(x) - c - \log q(x) - \log\nu` is linear in
+    :math:`\beta = (\theta, c)`, so :func:`ebmlib.losses.nce_loss` is the loss of a logistic
+    regression with features :math:`(-T(x), -1)` and offset :math:`-\log q(x) - \log\nu`. It is
+    convex; Newton's method with step halving solves it to machine precision.
 
     Parameters
     ----------
     stats_data : torch.Tensor, shape (R, N, K)
-        Sufficient statistics :math:`T(x)` of the :math:`N` data points of each of :math:`R` replicates.
+        Sufficient statistics :math:`T(x)` of the :math:`N` data points of each of :math:`R`
+        replicates.
     stats_noise : torch.Tensor, shape (R, M, K)
         :math:`T(y)` of the :math:`M = \nu N` noise points of each replicate.
     log_q_data, log_q_noise : torch.Tensor, shapes (R, N) and (R, M)
@@ -54,14 +76,25 @@ def nce_exponential_family(stats_data: torch.Tensor, stats_noise: torch.Tensor, 
     log_z : torch.Tensor, shape (R,)
         The learned :math:`c`.
     """
-    for name, t in (("stats_data", stats_data), ("stats_noise", stats_noise), ("log_q_data", log_q_data),
-                    ("log_q_noise", log_q_noise)):
+    for name, t in (
+        ("stats_data", stats_data),
+        ("stats_noise", stats_noise),
+        ("log_q_data", log_q_data),
+        ("log_q_noise", log_q_noise),
+    ):
         check_tensor(t, name)
         check_finite(t, name)
-    if stats_data.ndim != 3 or stats_noise.ndim != 3 or stats_data.shape[0] != stats_noise.shape[0] \
-            or stats_data.shape[2] != stats_noise.shape[2]:
-        raise ValueError(f"stats_data (R, N, K) and stats_noise (R, M, K) disagree: {tuple(stats_data.shape)} and "
-                         f"{tuple(stats_noise.shape)}")
+    if (
+        stats_data.ndim != 3
+        or stats_noise.ndim != 3
+        or stats_data.shape[0] != stats_noise.shape[0]
+        or stats_data.shape[2] != stats_noise.shape[2]
+    ):
+        raise ValueError(
+            "stats_data (R, N, K) and stats_noise (R, M, K) disagree: "
+            f"{tuple(stats_data.shape)} and "
+            f"{tuple(stats_noise.shape)}"
+        )
     r, n, k = stats_data.shape
     m = stats_noise.shape[1]
     if n == 0 or m == 0:
@@ -72,16 +105,21 @@ def nce_exponential_family(stats_data: torch.Tensor, stats_noise: torch.Tensor, 
     log_nu = math.log(m / n)
     ones_d = -torch.ones(r, n, 1, dtype=stats_data.dtype)
     ones_n = -torch.ones(r, m, 1, dtype=stats_data.dtype)
-    phi_d = torch.cat([-stats_data, ones_d], dim=2)                   # features of (theta, c)
+    phi_d = torch.cat([-stats_data, ones_d], dim=2)  # features of (theta, c)
     phi_n = torch.cat([-stats_noise, ones_n], dim=2)
     off_d, off_n = -log_q_data - log_nu, -log_q_noise - log_nu
     beta = torch.zeros(r, k + 1, dtype=stats_data.dtype)
     loss, g_d, g_n = _nce_objective(beta, phi_d, phi_n, off_d, off_n, n)
     for _ in range(max_iter):
         p_d, p_n = torch.sigmoid(g_d), torch.sigmoid(g_n)
-        grad = (torch.einsum("rn,rnk->rk", p_d - 1, phi_d) + torch.einsum("rn,rnk->rk", p_n, phi_n)) / n
+        grad = (
+            torch.einsum("rn,rnk->rk", p_d - 1, phi_d) + torch.einsum("rn,rnk->rk", p_n, phi_n)
+        ) / n
         w_d, w_n = p_d * (1 - p_d), p_n * (1 - p_n)
-        hess = (torch.einsum("rn,rnk,rnl->rkl", w_d, phi_d, phi_d) + torch.einsum("rn,rnk,rnl->rkl", w_n, phi_n, phi_n)) / n
+        hess = (
+            torch.einsum("rn,rnk,rnl->rkl", w_d, phi_d, phi_d)
+            + torch.einsum("rn,rnk,rnl->rkl", w_n, phi_n, phi_n)
+        ) / n
         hess = hess + 1e-12 * torch.eye(k + 1, dtype=hess.dtype)
         step = torch.linalg.solve(hess, grad.unsqueeze(-1)).squeeze(-1)
         decrement = (grad * step).sum(1)
@@ -107,33 +145,43 @@ def _grid_log_p(theta, grid_stats, log_w):
 
 
 def _grid_nll(theta, mean_stats, grid_stats, log_w):
-    log_z = torch.logsumexp(_grid_log_p(theta, grid_stats, log_w), dim=1)           # (R,)
+    log_z = torch.logsumexp(_grid_log_p(theta, grid_stats, log_w), dim=1)  # (R,)
     return (theta * mean_stats).sum(1) + log_z
 
 
-def mle_exponential_family(mean_stats: torch.Tensor, grid_stats: torch.Tensor, log_weights: torch.Tensor, *,
-                           theta0: torch.Tensor | None = None, max_iter: int = 100, tol: float = 1e-12):
-    r"""Exact maximum-likelihood estimates for many replicate data sets at once, by damped Newton steps.
+def mle_exponential_family(
+    mean_stats: torch.Tensor,
+    grid_stats: torch.Tensor,
+    log_weights: torch.Tensor,
+    *,
+    theta0: torch.Tensor | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-12,
+):
+    r"""Exact maximum-likelihood estimates for many replicate data sets at once, by damped Newton
+    steps.
 
     For :math:`E(x\mid\theta)=\theta^\top T(x)` the average NLL is
-    :math:`\ell(\theta) = \theta^\top\bar T + \log Z(\theta)` with :math:`\bar T` the data mean of :math:`T`, and
-    :math:`\log Z` is computed by quadrature on fixed nodes :math:`x_g` with weights :math:`w_g`:
-    :math:`\log Z(\theta) = \log\sum_g w_g e^{-\theta^\top T(x_g)}`. Its gradient is :math:`\bar T - \mathbb E_\theta T`
-    and its Hessian :math:`\operatorname{Cov}_\theta T` (the Fisher information), so :math:`\ell` is convex and
-    Newton's method with step halving converges from any start.
+    :math:`\ell(\theta) = \theta^\top\bar T + \log Z(\theta)` with :math:`\bar T` the data mean of
+    :math:`T`, and :math:`\log Z` is computed by quadrature on fixed nodes :math:`x_g` with weights
+    :math:`w_g`: :math:`\log Z(\theta) = \log\sum_g w_g e^{-\theta^\top T(x_g)}`. Its gradient is
+    :math:`\bar T - \mathbb E_\theta T` and its Hessian :math:`\operatorname{Cov}_\theta T` (the
+    Fisher information), so :math:`\ell` is convex and Newton's method with step halving converges
+    from any start.
 
-    The "grid" may be any weighted point set. With :math:`M` draws :math:`y_m` from a proposal :math:`q` and
-    :math:`\log w_m = -\log q(y_m) - \log M`, the same computation is Geyer's importance-sampling MLE
-    :cite:p:`geyer1994` (minimizing :math:`J_{GL}`); pass a different sample per replicate as ``grid_stats`` of shape
-    ``(R, M, K)``. The minimizer exists when :math:`\bar T` lies inside the convex hull of the points' statistics.
+    The "grid" may be any weighted point set. With :math:`M` draws :math:`y_m` from a proposal
+    :math:`q` and :math:`\log w_m = -\log q(y_m) - \log M`, the same computation is Geyer's
+    importance-sampling MLE :cite:p:`geyer1994` (minimizing :math:`J_{GL}`); pass a different sample
+    per replicate as ``grid_stats`` of shape ``(R, M, K)``. The minimizer exists when :math:`\bar T`
+    lies inside the convex hull of the points' statistics.
 
     Parameters
     ----------
     mean_stats : torch.Tensor, shape (R, K) or (K,)
         :math:`\bar T` for each of :math:`R` data sets.
     grid_stats : torch.Tensor, shape (G, K) or (R, G, K)
-        :math:`T(x_g)` at the quadrature nodes (for example from :func:`ebmlib.exact.quadrature_grid`), shared by
-        all replicates or one set per replicate.
+        :math:`T(x_g)` at the quadrature nodes (for example from
+        :func:`ebmlib.exact.quadrature_grid`), shared by all replicates or one set per replicate.
     log_weights : torch.Tensor, shape (G,) or (R, G)
         :math:`\log w_g`.
     theta0 : torch.Tensor, shape (K,) or (R, K), optional
@@ -145,34 +193,54 @@ def mle_exponential_family(mean_stats: torch.Tensor, grid_stats: torch.Tensor, l
     Returns
     -------
     theta : torch.Tensor, shape (R, K) (or (K,) for a 1-D ``mean_stats``)
-        The MLE. The caller should check that the fitted density is negligible at the box's edges, as
-        :func:`ebmlib.exact.log_partition_quadrature` does.
+        The MLE. The caller should check that the fitted density is negligible at the box's edges,
+        as :func:`ebmlib.exact.log_partition_quadrature` does.
     """
-    for name, t in (("mean_stats", mean_stats), ("grid_stats", grid_stats), ("log_weights", log_weights)):
+    for name, t in (
+        ("mean_stats", mean_stats),
+        ("grid_stats", grid_stats),
+        ("log_weights", log_weights),
+    ):
         check_tensor(t, name)
         check_finite(t, name)
     single = mean_stats.ndim == 1
     mean_stats = mean_stats[None, :] if single else mean_stats
     batched = grid_stats.ndim == 3
-    if mean_stats.ndim != 2 or grid_stats.ndim not in (2, 3) or grid_stats.shape[-1] != mean_stats.shape[1] \
-            or (batched and grid_stats.shape[0] != mean_stats.shape[0]):
-        raise ValueError(f"mean_stats (R, K) and grid_stats (G, K) or (R, G, K) disagree: "
-                         f"{tuple(mean_stats.shape)} and {tuple(grid_stats.shape)}")
+    if (
+        mean_stats.ndim != 2
+        or grid_stats.ndim not in (2, 3)
+        or grid_stats.shape[-1] != mean_stats.shape[1]
+        or (batched and grid_stats.shape[0] != mean_stats.shape[0])
+    ):
+        raise ValueError(
+            f"mean_stats (R, K) and grid_stats (G, K) or (R, G, K) disagree: "
+            f"{tuple(mean_stats.shape)} and {tuple(grid_stats.shape)}"
+        )
     if log_weights.shape != grid_stats.shape[:-1]:
-        raise ValueError(f"log_weights must have shape {tuple(grid_stats.shape[:-1])}, got {tuple(log_weights.shape)}")
+        raise ValueError(
+            f"log_weights must have shape {tuple(grid_stats.shape[:-1])}, "
+            f"got {tuple(log_weights.shape)}"
+        )
     max_iter = check_int(max_iter, "max_iter")
     r, k = mean_stats.shape
-    theta = torch.zeros(r, k, dtype=mean_stats.dtype) if theta0 is None else \
-        torch.as_tensor(theta0, dtype=mean_stats.dtype).expand(r, k).clone()
+    theta = (
+        torch.zeros(r, k, dtype=mean_stats.dtype)
+        if theta0 is None
+        else torch.as_tensor(theta0, dtype=mean_stats.dtype).expand(r, k).clone()
+    )
     loss = _grid_nll(theta, mean_stats, grid_stats, log_weights)
     for _ in range(max_iter):
-        p = torch.softmax(_grid_log_p(theta, grid_stats, log_weights), dim=1)          # (R, G) model weights
+        p = torch.softmax(
+            _grid_log_p(theta, grid_stats, log_weights), dim=1
+        )  # (R, G) model weights
         points = grid_stats if batched else grid_stats[None, :, :]
-        mean_model = torch.einsum("rg,rgk->rk", p, points.expand(r, -1, -1))          # E_theta T, (R, K)
+        mean_model = torch.einsum("rg,rgk->rk", p, points.expand(r, -1, -1))  # E_theta T, (R, K)
         centred = points - mean_model[:, None, :]
         fisher = torch.einsum("rg,rgk,rgl->rkl", p, centred, centred)
         grad = mean_stats - mean_model
-        step = torch.linalg.solve(fisher + 1e-14 * torch.eye(k, dtype=fisher.dtype), grad.unsqueeze(-1)).squeeze(-1)
+        step = torch.linalg.solve(
+            fisher + 1e-14 * torch.eye(k, dtype=fisher.dtype), grad.unsqueeze(-1)
+        ).squeeze(-1)
         if bool(((grad * step).sum(1) < tol).all()):
             break
         scale = torch.ones(r, dtype=theta.dtype)
@@ -187,35 +255,44 @@ def mle_exponential_family(mean_stats: torch.Tensor, grid_stats: torch.Tensor, l
     return theta[0] if single else theta
 
 
-
 def _least_squares_fit(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     k = gram.shape[-1]
     scale = gram.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1e-300)[:, None, None]
-    return torch.linalg.solve(gram + 1e-13 * scale * torch.eye(k, dtype=gram.dtype), rhs.unsqueeze(-1)).squeeze(-1)
+    return torch.linalg.solve(
+        gram + 1e-13 * scale * torch.eye(k, dtype=gram.dtype), rhs.unsqueeze(-1)
+    ).squeeze(-1)
 
 
 def _check_stats(t, name, ndim):
     check_tensor(t, name)
     check_finite(t, name)
     if t.ndim != ndim or t.shape[1] == 0:
-        raise ValueError(f"{name} must have {ndim} dimensions with at least one point per replicate, "
-                         f"got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must have {ndim} dimensions with at least one point per replicate, "
+            f"got shape {tuple(t.shape)}"
+        )
     return t
 
 
-def score_matching_exponential_family(grad_stats: torch.Tensor, second_stats: torch.Tensor) -> torch.Tensor:
+def score_matching_exponential_family(
+    grad_stats: torch.Tensor, second_stats: torch.Tensor
+) -> torch.Tensor:
     r"""Score-matching estimates for many replicate data sets at once, in closed form.
 
-    For :math:`E = \theta^\top T` the model score is :math:`s_\theta(x) = -\sum_k\theta_k\nabla_x T_k(x)`, so
+    For :math:`E = \theta^\top T` the model score is
+    :math:`s_\theta(x) = -\sum_k\theta_k\nabla_x T_k(x)`, so
     :func:`ebmlib.losses.score_matching_loss` is the quadratic
 
-    .. math::  J(\theta) = \frac1N\sum_n\Bigl[\tfrac12\bigl\lVert \textstyle\sum_k \theta_k \nabla T_k(x_n)\bigr\rVert^2
+    .. math::  J(\theta) = \frac1N\sum_n\Bigl[
+               \tfrac12\bigl\lVert \textstyle\sum_k \theta_k \nabla T_k(x_n)\bigr\rVert^2
                - \theta^\top \Delta T(x_n)\Bigr],
-               \qquad \hat\theta = \Bigl(\frac1N\sum_n G_n G_n^\top\Bigr)^{-1}\frac1N\sum_n \Delta T(x_n),
+               \qquad \hat\theta
+               = \Bigl(\frac1N\sum_n G_n G_n^\top\Bigr)^{-1}\frac1N\sum_n \Delta T(x_n),
 
-    with :math:`G_n` the :math:`K\times d` matrix of :math:`\nabla_x T_k(x_n)` :cite:p:`hyvarinen2005`. Sliced score
-    matching (:func:`ebmlib.losses.sliced_score_matching_loss` with variance reduction) is the same computation with
-    :math:`\Delta T` replaced by the projected second derivative :math:`v_n^\top\nabla_x^2 T_k(x_n)\,v_n`.
+    with :math:`G_n` the :math:`K\times d` matrix of :math:`\nabla_x T_k(x_n)`
+    :cite:p:`hyvarinen2005`. Sliced score matching (:func:`ebmlib.losses.sliced_score_matching_loss`
+    with variance reduction) is the same computation with :math:`\Delta T` replaced by the projected
+    second derivative :math:`v_n^\top\nabla_x^2 T_k(x_n)\,v_n`.
 
     Parameters
     ----------
@@ -231,33 +308,41 @@ def score_matching_exponential_family(grad_stats: torch.Tensor, second_stats: to
     _check_stats(grad_stats, "grad_stats", 4)
     _check_stats(second_stats, "second_stats", 3)
     if second_stats.shape != grad_stats.shape[:3]:
-        raise ValueError(f"second_stats must have shape {tuple(grad_stats.shape[:3])}, got {tuple(second_stats.shape)}")
+        raise ValueError(
+            f"second_stats must have shape {tuple(grad_stats.shape[:3])}, "
+            f"got {tuple(second_stats.shape)}"
+        )
     gram = torch.einsum("rnkd,rnld->rkl", grad_stats, grad_stats) / grad_stats.shape[1]
     return _least_squares_fit(gram, second_stats.mean(1))
 
 
-def denoising_score_matching_exponential_family(grad_stats_noisy: torch.Tensor, noise: torch.Tensor,
-                                                sigma: float) -> torch.Tensor:
+def denoising_score_matching_exponential_family(
+    grad_stats_noisy: torch.Tensor, noise: torch.Tensor, sigma: float
+) -> torch.Tensor:
     r"""Denoising score-matching estimates for many replicate data sets at once, in closed form.
 
-    With :math:`\tilde x_n = x_n + \sigma\varepsilon_n`, :func:`ebmlib.losses.denoising_score_matching_loss` is
+    With :math:`\tilde x_n = x_n + \sigma\varepsilon_n`,
+    :func:`ebmlib.losses.denoising_score_matching_loss` is
     :math:`\frac1N\sum_n\tfrac12\lVert -G(\tilde x_n)^\top\theta + \varepsilon_n/\sigma\rVert^2`
     :cite:p:`vincent2011`, a least-squares problem with solution
 
     .. math::  \hat\theta_\sigma = \Bigl(\frac1N\sum_n G(\tilde x_n) G(\tilde x_n)^\top\Bigr)^{-1}
                \frac1N\sum_n G(\tilde x_n)\,\varepsilon_n/\sigma .
 
-    **Several noise draws per point.** With inputs of shapes ``(R, N, M, K, d)`` and ``(R, N, M, d)`` each data
-    point carries :math:`M` draws :math:`\varepsilon_{nm}` and the loss averages over them (the sums run over
-    :math:`n` and :math:`m`). Draws from :func:`denoising_perturbation` may be independent (``n_draws``) or
-    antithetic pairs :math:`\pm\varepsilon` (``antithetic=True``); a pair cancels the :math:`O(1/\sigma)` term
-    :math:`G(x_n)\varepsilon/\sigma` of the right-hand side, the noise that dominates the estimator's variance at
-    small :math:`\sigma` (:func:`denoising_score_matching_asymptotics` computes that variance).
+    **Several noise draws per point.** With inputs of shapes ``(R, N, M, K, d)`` and
+    ``(R, N, M, d)`` each data point carries :math:`M` draws :math:`\varepsilon_{nm}` and the loss
+    averages over them (the sums run over :math:`n` and :math:`m`). Draws from
+    :func:`denoising_perturbation` may be independent (``n_draws``) or antithetic pairs
+    :math:`\pm\varepsilon` (``antithetic=True``); a pair cancels the :math:`O(1/\sigma)` term
+    :math:`G(x_n)\varepsilon/\sigma` of the right-hand side, the noise that dominates the
+    estimator's variance at small :math:`\sigma` (:func:`denoising_score_matching_asymptotics`
+    computes that variance).
 
     Parameters
     ----------
     grad_stats_noisy : torch.Tensor, shape (R, N, K, d) or (R, N, M, K, d)
-        :math:`\partial T_k/\partial x_j` at the *noisy* points :math:`\tilde x_n` (or :math:`\tilde x_{nm}`).
+        :math:`\partial T_k/\partial x_j` at the *noisy* points :math:`\tilde x_n` (or
+        :math:`\tilde x_{nm}`).
     noise : torch.Tensor, shape (R, N, d) or (R, N, M, d)
         The standard normal draws :math:`\varepsilon_n` (or :math:`\varepsilon_{nm}`).
     sigma : float
@@ -275,7 +360,10 @@ def denoising_score_matching_exponential_family(grad_stats_noisy: torch.Tensor, 
             raise ValueError(f"noise must have shape {(r, n, m, d)}, got {tuple(noise.shape)}")
         if m == 0:
             raise ValueError("grad_stats_noisy needs at least one noise draw per point (M >= 1)")
-        grad_stats_noisy, noise = grad_stats_noisy.reshape(r, n * m, k, d), noise.reshape(r, n * m, d)
+        grad_stats_noisy, noise = (
+            grad_stats_noisy.reshape(r, n * m, k, d),
+            noise.reshape(r, n * m, d),
+        )
     _check_stats(grad_stats_noisy, "grad_stats_noisy", 4)
     _check_stats(noise, "noise", 3)
     sigma = check_positive(sigma, "sigma")
@@ -287,10 +375,16 @@ def denoising_score_matching_exponential_family(grad_stats_noisy: torch.Tensor, 
     return _least_squares_fit(gram, rhs)
 
 
-
-def denoising_perturbation(x: torch.Tensor, sigma: float, *, n_draws: int = 1, antithetic: bool = False,
-                           generator: torch.Generator | None = None):
-    r"""Noisy copies :math:`\tilde x_{nm} = x_n + \sigma\varepsilon_{nm}` of each point, for denoising score matching.
+def denoising_perturbation(
+    x: torch.Tensor,
+    sigma: float,
+    *,
+    n_draws: int = 1,
+    antithetic: bool = False,
+    generator: torch.Generator | None = None,
+):
+    r"""Noisy copies :math:`\tilde x_{nm} = x_n + \sigma\varepsilon_{nm}` of each point, for
+    denoising score matching.
 
     Parameters
     ----------
@@ -301,8 +395,8 @@ def denoising_perturbation(x: torch.Tensor, sigma: float, *, n_draws: int = 1, a
     n_draws : int
         Independent draws per point, :math:`\varepsilon_{nm}\sim\mathcal N(0, I_d)`.
     antithetic : bool
-        If true, each draw comes with its mirror :math:`-\varepsilon_{nm}`, so :math:`M = 2\,` ``n_draws``;
-        otherwise :math:`M =` ``n_draws``.
+        If true, each draw comes with its mirror :math:`-\varepsilon_{nm}`, so :math:`M = 2\,`
+        ``n_draws``; otherwise :math:`M =` ``n_draws``.
     generator : torch.Generator, optional
 
     Returns
@@ -324,11 +418,13 @@ def denoising_perturbation(x: torch.Tensor, sigma: float, *, n_draws: int = 1, a
     r, n, d = x.shape
     eps = torch.randn(r, n, n_draws, d, generator=generator, dtype=x.dtype)
     if antithetic:
-        eps = torch.stack([eps, -eps], dim=3).reshape(r, n, 2 * n_draws, d)    # (eps_1, -eps_1, eps_2, ...)
+        eps = torch.stack([eps, -eps], dim=3).reshape(
+            r, n, 2 * n_draws, d
+        )  # (eps_1, -eps_1, eps_2, ...)
     return x[:, :, None, :] + sigma * eps, eps
 
 
-# ------------------------------------------------------------------ asymptotic (sandwich) covariances
+# ---------------------------------------------------------- asymptotic (sandwich) covariances
 def _sandwich(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a_inv = torch.linalg.inv(a)
     cov = a_inv @ b @ a_inv.T
@@ -348,24 +444,29 @@ def _check_probs(weights, g, name):
 
 
 def sandwich_covariance(psi, jacobian, weights=None, *, counts=None) -> torch.Tensor:
-    r"""Asymptotic covariance :math:`A^{-1}BA^{-\top}` of an M-estimator, from its estimating function.
+    r"""Asymptotic covariance :math:`A^{-1}BA^{-\top}` of an M-estimator, from its estimating
+    function.
 
-    An M-estimator solves :math:`\frac1N\sum_{n=1}^N\psi(z_n, \hat\theta) = 0` over :math:`N` independent
-    observations :math:`z_n`. If :math:`\theta_0` solves :math:`\mathbb E\,\psi(z, \theta_0) = 0`, then
+    An M-estimator solves :math:`\frac1N\sum_{n=1}^N\psi(z_n, \hat\theta) = 0` over :math:`N`
+    independent observations :math:`z_n`. If :math:`\theta_0` solves
+    :math:`\mathbb E\,\psi(z, \theta_0) = 0`, then
     :math:`\sqrt N(\hat\theta - \theta_0) \to \mathcal N(0, A^{-1}BA^{-\top})` with
-    :math:`A = \mathbb E\,\partial_\theta\psi(z,\theta_0)` and :math:`B = \operatorname{Cov}\psi(z,\theta_0)`
-    :cite:p:`huber1967`. The expectations are weighted sums over points (quadrature nodes with their probabilities,
-    or a sample with equal weights).
+    :math:`A = \mathbb E\,\partial_\theta\psi(z,\theta_0)` and
+    :math:`B = \operatorname{Cov}\psi(z,\theta_0)` :cite:p:`huber1967`. The expectations are
+    weighted sums over points (quadrature nodes with their probabilities, or a sample with equal
+    weights).
 
     One observation's estimating function may be a sum of independent *parts*,
-    :math:`\psi(z) = \sum_i\sum_{j=1}^{c_i}\psi_i(z_{ij})` with :math:`c_i` independent copies of part :math:`i`
-    (for NCE: one data point and :math:`\nu` noise points). Then
-    :math:`A = \sum_i c_i\,\mathbb E\,\partial_\theta\psi_i` and :math:`B = \sum_i c_i\operatorname{Cov}\psi_i`.
+    :math:`\psi(z) = \sum_i\sum_{j=1}^{c_i}\psi_i(z_{ij})` with :math:`c_i` independent copies of
+    part :math:`i` (for NCE: one data point and :math:`\nu` noise points). Then
+    :math:`A = \sum_i c_i\,\mathbb E\,\partial_\theta\psi_i` and
+    :math:`B = \sum_i c_i\operatorname{Cov}\psi_i`.
 
     Parameters
     ----------
-    psi : torch.Tensor, shape (G, P), or a sequence of such tensors (one per part, each with its own G)
-        :math:`\psi_i` at the points, evaluated at :math:`\theta_0`.
+    psi : torch.Tensor, shape (G, P), or a sequence of such tensors
+        :math:`\psi_i` at the points, evaluated at :math:`\theta_0` (a sequence: one tensor per
+        part, each with its own G).
     jacobian : torch.Tensor, shape (G, P, P), or a sequence of them
         :math:`\partial\psi_i/\partial\theta` at the points (row: component of :math:`\psi`).
     weights : torch.Tensor, shape (G,), or a sequence of them (or ``None`` entries), optional
@@ -376,7 +477,8 @@ def sandwich_covariance(psi, jacobian, weights=None, *, counts=None) -> torch.Te
     Returns
     -------
     torch.Tensor, shape (P, P)
-        :math:`A^{-1}BA^{-\top}`: :math:`N` times the covariance of :math:`\hat\theta` to first order.
+        :math:`A^{-1}BA^{-\top}`: :math:`N` times the covariance of :math:`\hat\theta` to first
+        order.
     """
     parts = isinstance(psi, (list, tuple))
     psis = list(psi) if parts else [psi]
@@ -387,7 +489,7 @@ def sandwich_covariance(psi, jacobian, weights=None, *, counts=None) -> torch.Te
         raise ValueError("psi, jacobian, weights and counts must have one entry per part")
     a = b = 0.0
     p_dim = None
-    for i, (ps, jc, w, c) in enumerate(zip(psis, jacs, ws, cs)):
+    for ps, jc, w, c in zip(psis, jacs, ws, cs, strict=True):
         check_tensor(ps, "psi")
         check_finite(ps, "psi")
         check_tensor(jc, "jacobian")
@@ -411,33 +513,38 @@ def _projection_variance(second_stats, projection):
     if projection == "gaussian":
         return 2 * torch.einsum("gkij,glij->gkl", second_stats, second_stats)
     off = second_stats - torch.diag_embed(torch.diagonal(second_stats, dim1=-2, dim2=-1))
-    return 2 * torch.einsum("gkij,glij->gkl", off, off)                 # rademacher: v_i^2 = 1
+    return 2 * torch.einsum("gkij,glij->gkl", off, off)  # rademacher: v_i^2 = 1
 
 
-def score_matching_asymptotics(grad_stats: torch.Tensor, second_stats: torch.Tensor, weights: torch.Tensor, *,
-                               projection: str | None = None):
+def score_matching_asymptotics(
+    grad_stats: torch.Tensor,
+    second_stats: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    projection: str | None = None,
+):
     r"""Limit and asymptotic covariance of (sliced) score matching for :math:`E = \theta^\top T`.
 
     The estimator of :func:`score_matching_exponential_family` solves
     :math:`\frac1N\sum_n\psi(x_n,\theta)=0` with :math:`\psi = G G^\top\theta - s`, :math:`G` the
     :math:`K\times d` matrix of :math:`\nabla_x T_k` and :math:`s_k = \Delta T_k` (exact) or
-    :math:`v^\top\nabla_x^2T_k\,v` (sliced, one projection :math:`v` per point). So :math:`A = \mathbb E[GG^\top]`,
-    :math:`\theta_0 = A^{-1}\mathbb E[\Delta T]` and
+    :math:`v^\top\nabla_x^2T_k\,v` (sliced, one projection :math:`v` per point). So
+    :math:`A = \mathbb E[GG^\top]`, :math:`\theta_0 = A^{-1}\mathbb E[\Delta T]` and
 
     .. math::  B = \operatorname{Cov}_x\bigl(GG^\top\theta_0 - \Delta T\bigr)
                + \mathbb E_x\operatorname{Cov}_v\bigl(v^\top\nabla^2 T\,v\bigr),
 
-    whose second term is :math:`2\operatorname{tr}(H_kH_l)` for Gaussian :math:`v` and the same sum without the
-    diagonal for Rademacher :math:`v` (:math:`v_i^2=1`), which in one dimension is zero: there sliced SM with
-    Rademacher projections *is* exact SM.
+    whose second term is :math:`2\operatorname{tr}(H_kH_l)` for Gaussian :math:`v` and the same sum
+    without the diagonal for Rademacher :math:`v` (:math:`v_i^2=1`), which in one dimension is zero:
+    there sliced SM with Rademacher projections *is* exact SM.
 
     Parameters
     ----------
     grad_stats : torch.Tensor, shape (G, K, d)
         :math:`\partial T_k/\partial x_j` at the points.
     second_stats : torch.Tensor, shape (G, K) or (G, K, d, d)
-        The Laplacians :math:`\Delta T_k`, or the Hessians :math:`\nabla_x^2 T_k` (needed for ``projection`` when
-        :math:`d > 1`).
+        The Laplacians :math:`\Delta T_k`, or the Hessians :math:`\nabla_x^2 T_k` (needed for
+        ``projection`` when :math:`d > 1`).
     weights : torch.Tensor, shape (G,)
         Probabilities of the points under the data distribution (normalized here).
     projection : {None, "gaussian", "rademacher"}
@@ -465,11 +572,16 @@ def score_matching_asymptotics(grad_stats: torch.Tensor, second_stats: torch.Ten
     elif second_stats.shape == (g, k):
         laplacian = second_stats
         if projection is not None and d > 1:
-            raise ValueError("second_stats must hold the Hessians, shape (G, K, d, d), for a sliced estimator "
-                             "with d > 1")
+            raise ValueError(
+                "second_stats must hold the Hessians, shape (G, K, d, d), for a sliced estimator "
+                "with d > 1"
+            )
         hessians = second_stats[:, :, None, None]
     else:
-        raise ValueError(f"second_stats must have shape {(g, k)} or {(g, k, d, d)}, got {tuple(second_stats.shape)}")
+        raise ValueError(
+            f"second_stats must have shape {(g, k)} or {(g, k, d, d)}, "
+            f"got {tuple(second_stats.shape)}"
+        )
     w = _check_probs(weights, g, "weights").to(grad_stats.dtype)
     gram = torch.einsum("gkd,gld->gkl", grad_stats, grad_stats)
     a = torch.einsum("g,gkl->kl", w, gram)
@@ -482,24 +594,34 @@ def score_matching_asymptotics(grad_stats: torch.Tensor, second_stats: torch.Ten
     return theta, _sandwich(a, b)
 
 
-def denoising_score_matching_asymptotics(grad_stats_fn, nodes: torch.Tensor, weights: torch.Tensor,
-                                         sigma: float, *, n_draws: int = 1, antithetic: bool = False,
-                                         n_hermite: int = 40):
-    r"""Limit and asymptotic covariance of denoising score matching for :math:`E = \theta^\top T`, in one dimension.
+def denoising_score_matching_asymptotics(
+    grad_stats_fn,
+    nodes: torch.Tensor,
+    weights: torch.Tensor,
+    sigma: float,
+    *,
+    n_draws: int = 1,
+    antithetic: bool = False,
+    n_hermite: int = 40,
+):
+    r"""Limit and asymptotic covariance of denoising score matching for :math:`E = \theta^\top T`,
+    in one dimension.
 
     Per data point the estimator of :func:`denoising_score_matching_exponential_family` averages
-    :math:`\psi(x,\varepsilon;\theta) = G(\tilde x)G(\tilde x)^\top\theta - G(\tilde x)\,\varepsilon/\sigma`,
-    :math:`\tilde x = x+\sigma\varepsilon`, over its :math:`M` draws: ``n_draws`` independent ones, or ``n_draws``
-    antithetic pairs, whose unit is :math:`\tfrac12[\psi(x,\varepsilon)+\psi(x,-\varepsilon)]`. With
-    :math:`\psi_u` one such unit, :math:`A = \mathbb E[G(\tilde x)G(\tilde x)^\top]`,
-    :math:`\theta_\sigma = A^{-1}\mathbb E[G(\tilde x)\varepsilon]/\sigma` (the score-matching fit to the
-    :math:`\sigma`-blurred data) and
+    :math:`\psi(x,\varepsilon;\theta)
+    = G(\tilde x)G(\tilde x)^\top\theta - G(\tilde x)\,\varepsilon/\sigma`,
+    :math:`\tilde x = x+\sigma\varepsilon`, over its :math:`M` draws: ``n_draws`` independent ones,
+    or ``n_draws`` antithetic pairs, whose unit is
+    :math:`\tfrac12[\psi(x,\varepsilon)+\psi(x,-\varepsilon)]`. With :math:`\psi_u` one such unit,
+    :math:`A = \mathbb E[G(\tilde x)G(\tilde x)^\top]`,
+    :math:`\theta_\sigma = A^{-1}\mathbb E[G(\tilde x)\varepsilon]/\sigma` (the score-matching fit
+    to the :math:`\sigma`-blurred data) and
 
     .. math::  B = \operatorname{Cov}_x\bigl(\mathbb E[\psi_u\mid x]\bigr)
                + \frac{1}{n_\text{draws}}\,\mathbb E_x\operatorname{Cov}(\psi_u\mid x).
 
-    Expectations over :math:`x` are weighted sums over ``nodes``; those over :math:`\varepsilon` use Gauss–Hermite
-    quadrature, exact when :math:`T` is a polynomial of degree below ``n_hermite``.
+    Expectations over :math:`x` are weighted sums over ``nodes``; those over :math:`\varepsilon` use
+    Gauss–Hermite quadrature, exact when :math:`T` is a polynomial of degree below ``n_hermite``.
 
     Parameters
     ----------
@@ -538,12 +660,12 @@ def denoising_score_matching_asymptotics(grad_stats_fn, nodes: torch.Tensor, wei
         raise TypeError("grad_stats_fn must be callable")
     g = nodes.shape[0]
     w = _check_probs(weights, g, "weights").to(nodes.dtype)
-    e_nodes, e_w = np.polynomial.hermite_e.hermegauss(n_hermite)             # weight exp(-e^2 / 2)
+    e_nodes, e_w = np.polynomial.hermite_e.hermegauss(n_hermite)  # weight exp(-e^2 / 2)
     eps = torch.as_tensor(e_nodes, dtype=nodes.dtype)
-    e_w = torch.as_tensor(e_w / e_w.sum(), dtype=nodes.dtype)                   # N(0, 1) probabilities
+    e_w = torch.as_tensor(e_w / e_w.sum(), dtype=nodes.dtype)  # N(0, 1) probabilities
 
-    def parts(e):                                                             # (G, H, K, K) and (G, H, K)
-        gs = grad_stats_fn(nodes[:, None, :] + sigma * e[None, :, None])[..., 0]       # (G, H, K)
+    def parts(e):  # (G, H, K, K) and (G, H, K)
+        gs = grad_stats_fn(nodes[:, None, :] + sigma * e[None, :, None])[..., 0]  # (G, H, K)
         if gs.ndim != 3 or gs.shape[:2] != (g, n_hermite):
             raise ValueError("grad_stats_fn must map (..., 1) to (..., K, 1)")
         return gs[..., :, None] * gs[..., None, :], gs * e[None, :, None] / sigma
@@ -554,26 +676,35 @@ def denoising_score_matching_asymptotics(grad_stats_fn, nodes: torch.Tensor, wei
         gram, rhs = (gram + gram_m) / 2, (rhs + rhs_m) / 2
     a = torch.einsum("g,h,ghkl->kl", w, e_w, gram)
     theta = torch.linalg.solve(a, torch.einsum("g,h,ghk->k", w, e_w, rhs))
-    psi = gram @ theta - rhs                                                  # (G, H, K), one unit per (x, eps)
-    given_x = torch.einsum("h,ghk->gk", e_w, psi)                             # E[psi_u | x]
+    psi = gram @ theta - rhs  # (G, H, K), one unit per (x, eps)
+    given_x = torch.einsum("h,ghk->gk", e_w, psi)  # E[psi_u | x]
     between = given_x - w @ given_x
     within = psi - given_x[:, None, :]
-    b = torch.einsum("g,gk,gl->kl", w, between, between) \
+    b = (
+        torch.einsum("g,gk,gl->kl", w, between, between)
         + torch.einsum("g,h,ghk,ghl->kl", w, e_w, within, within) / n_draws
+    )
     return theta, _sandwich(a, b)
 
 
-def nce_asymptotics(stats: torch.Tensor, log_weights: torch.Tensor, log_p: torch.Tensor, log_q: torch.Tensor,
-                    nu: float) -> torch.Tensor:
-    r"""Asymptotic covariance of NCE's :math:`\hat\theta` for :math:`E = \theta^\top T`, well specified.
+def nce_asymptotics(
+    stats: torch.Tensor,
+    log_weights: torch.Tensor,
+    log_p: torch.Tensor,
+    log_q: torch.Tensor,
+    nu: float,
+) -> torch.Tensor:
+    r"""Asymptotic covariance of NCE's :math:`\hat\theta` for :math:`E = \theta^\top T`, well
+    specified.
 
     Per data point :math:`x` with :math:`\nu` noise points :math:`y_j\sim q`, the estimator of
     :func:`nce_exponential_family` solves the sum of
-    :math:`\psi = (1-\sigma(g(x)))\,\phi(x) - \sum_j\sigma(g(y_j))\,\phi(y_j)` for :math:`\beta=(\theta, c)`,
-    with features :math:`\phi = (-T, -1)` and logit :math:`g = \log p_\beta - \log q - \log\nu`, equal to
-    :math:`\log p - \log q - \log\nu` at the truth :cite:p:`gutmann2012`. Both parts have Jacobian
-    :math:`-\sigma(g)(1-\sigma(g))\phi\phi^\top`; :func:`sandwich_covariance` combines the data part with
-    :math:`\nu` copies of the noise part.
+    :math:`\psi = (1-\sigma(g(x)))\,\phi(x) - \sum_j\sigma(g(y_j))\,\phi(y_j)` for
+    :math:`\beta=(\theta, c)`, with features :math:`\phi = (-T, -1)` and logit
+    :math:`g = \log p_\beta - \log q - \log\nu`, equal to :math:`\log p - \log q - \log\nu` at the
+    truth :cite:p:`gutmann2012`. Both parts have Jacobian
+    :math:`-\sigma(g)(1-\sigma(g))\phi\phi^\top`; :func:`sandwich_covariance` combines the data part
+    with :math:`\nu` copies of the noise part.
 
     Parameters
     ----------
@@ -591,7 +722,12 @@ def nce_asymptotics(stats: torch.Tensor, log_weights: torch.Tensor, log_p: torch
     torch.Tensor, shape (K, K)
         The :math:`\theta` block of :math:`A^{-1}BA^{-\top}` (with :math:`c` estimated alongside).
     """
-    for name, t in (("stats", stats), ("log_weights", log_weights), ("log_p", log_p), ("log_q", log_q)):
+    for name, t in (
+        ("stats", stats),
+        ("log_weights", log_weights),
+        ("log_p", log_p),
+        ("log_q", log_q),
+    ):
         check_tensor(t, name)
         check_finite(t, name)
     if stats.ndim != 2:
@@ -605,25 +741,31 @@ def nce_asymptotics(stats: torch.Tensor, log_weights: torch.Tensor, log_p: torch
     s = torch.sigmoid(log_p - log_q - math.log(nu))
     jac = -(s * (1 - s))[:, None, None] * phi[:, :, None] * phi[:, None, :]
     w_p, w_q = torch.softmax(log_weights + log_p, 0), torch.softmax(log_weights + log_q, 0)
-    cov = sandwich_covariance([(1 - s)[:, None] * phi, -s[:, None] * phi], [jac, jac], [w_p, w_q],
-                              counts=[1.0, nu])
+    cov = sandwich_covariance(
+        [(1 - s)[:, None] * phi, -s[:, None] * phi], [jac, jac], [w_p, w_q], counts=[1.0, nu]
+    )
     return cov[:k, :k]
 
 
-def is_mle_asymptotics(stats: torch.Tensor, log_weights: torch.Tensor, log_p: torch.Tensor, log_q: torch.Tensor,
-                       ratio: float) -> torch.Tensor:
+def is_mle_asymptotics(
+    stats: torch.Tensor,
+    log_weights: torch.Tensor,
+    log_p: torch.Tensor,
+    log_q: torch.Tensor,
+    ratio: float,
+) -> torch.Tensor:
     r"""Asymptotic covariance of Geyer's importance-sampling MLE with :math:`M = rN` proposal draws.
 
     The estimator of :func:`mle_exponential_family` on proposal points solves
     :math:`\bar T = \sum_m w_m T(y_m)/\sum_m w_m`, :math:`w_m = e^{-\theta^\top T(y_m)}/q(y_m)`
-    :cite:p:`geyer1994`. Linearizing both sides around :math:`\theta^*` (the data mean and the self-normalized IS
-    mean are independent) gives
+    :cite:p:`geyer1994`. Linearizing both sides around :math:`\theta^*` (the data mean and the
+    self-normalized IS mean are independent) gives
 
     .. math::  N\operatorname{Cov}\hat\theta \to I^{-1} + \frac1r\,I^{-1}VI^{-1},\qquad
                V = \mathbb E_p\Bigl[\frac pq\,(T-\mu)(T-\mu)^\top\Bigr],
 
-    with :math:`I = \operatorname{Cov}_p T` and :math:`\mu = \mathbb E_pT`: the MLE's covariance plus the
-    asymptotic variance of self-normalized importance sampling.
+    with :math:`I = \operatorname{Cov}_p T` and :math:`\mu = \mathbb E_pT`: the MLE's covariance
+    plus the asymptotic variance of self-normalized importance sampling.
 
     Parameters
     ----------
@@ -636,7 +778,12 @@ def is_mle_asymptotics(stats: torch.Tensor, log_weights: torch.Tensor, log_p: to
     -------
     torch.Tensor, shape (K, K)
     """
-    for name, t in (("stats", stats), ("log_weights", log_weights), ("log_p", log_p), ("log_q", log_q)):
+    for name, t in (
+        ("stats", stats),
+        ("log_weights", log_weights),
+        ("log_p", log_p),
+        ("log_q", log_q),
+    ):
         check_tensor(t, name)
         check_finite(t, name)
     if stats.ndim != 2:

@@ -26,7 +26,15 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from .validation import check_generator, check_batch, check_bounds, check_energy_output, check_int, check_positive, check_tensor
+from .validation import (
+    check_batch,
+    check_bounds,
+    check_energy_output,
+    check_generator,
+    check_int,
+    check_positive,
+    check_tensor,
+)
 
 __all__ = [
     "quadrature_grid",
@@ -82,10 +90,12 @@ def quadrature_grid(bounds, n_points=None, *, dtype: torch.dtype = torch.float64
     box = check_bounds(bounds)
     d = len(box)
     if d > 2:
-        raise ValueError(f"bounds must describe a 1-D or 2-D box for quadrature, got {d} dimensions")
+        raise ValueError(
+            f"bounds must describe a 1-D or 2-D box for quadrature, got {d} dimensions"
+        )
     sizes = _n_points_per_axis(n_points, d)
     axes, log_ws = [], []
-    for (low, high), m in zip(box, sizes):
+    for (low, high), m in zip(box, sizes, strict=True):
         nodes = torch.linspace(low, high, m, dtype=dtype)
         w = torch.full((m,), (high - low) / (m - 1), dtype=dtype)
         w[0] = w[-1] = w[0] / 2
@@ -100,8 +110,8 @@ def quadrature_grid(bounds, n_points=None, *, dtype: torch.dtype = torch.float64
 
 
 def _energies_in_chunks(energy_fn, points: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    parts = [energy_fn(points[i:i + chunk_size]) for i in range(0, points.shape[0], chunk_size)]
-    for part, start in zip(parts, range(0, points.shape[0], chunk_size)):
+    parts = [energy_fn(points[i : i + chunk_size]) for i in range(0, points.shape[0], chunk_size)]
+    for part, start in zip(parts, range(0, points.shape[0], chunk_size), strict=True):
         check_energy_output(part, min(chunk_size, points.shape[0] - start))
     return torch.cat(parts)
 
@@ -116,19 +126,29 @@ def _grid_log_density(energy_fn, bounds, n_points, chunk_size, tail_tol, dtype):
     if tail_tol is not None:
         sizes = [len(a) for a in axes]
         lp = log_phi.detach().reshape(sizes)
-        edge = torch.cat([lp[0].reshape(-1), lp[-1].reshape(-1)] +
-                         ([lp[:, 0], lp[:, -1]] if len(sizes) == 2 else []))
+        edge = torch.cat(
+            [lp[0].reshape(-1), lp[-1].reshape(-1)]
+            + ([lp[:, 0], lp[:, -1]] if len(sizes) == 2 else [])
+        )
         excess = float(edge.max() - lp.max())
         if excess > math.log(tail_tol):
             raise ValueError(
-                f"bounds too narrow: the density at the edge of the box is exp({excess:.1f}) times its peak "
+                "bounds too narrow: the density at the edge of the box is "
+                f"exp({excess:.1f}) times its peak "
                 f"(tail_tol={tail_tol:g}); widen bounds, or check that the energy is normalizable"
             )
     return points, log_phi, log_w
 
 
-def log_partition_quadrature(energy_fn: Callable, bounds, n_points=None, *, chunk_size: int = 65536,
-                             tail_tol: float | None = 1e-12, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def log_partition_quadrature(
+    energy_fn: Callable,
+    bounds,
+    n_points=None,
+    *,
+    chunk_size: int = 65536,
+    tail_tol: float | None = 1e-12,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     r"""Exact :math:`\log Z = \log\int e^{-E(x)}dx` by the trapezoid rule on a 1-D or 2-D box.
 
     .. math::
@@ -166,8 +186,16 @@ def log_partition_quadrature(energy_fn: Callable, bounds, n_points=None, *, chun
     return torch.logsumexp(log_phi + log_w, dim=0)
 
 
-def expectation_quadrature(fn: Callable, energy_fn: Callable, bounds, n_points=None, *, chunk_size: int = 65536,
-                           tail_tol: float | None = 1e-12, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def expectation_quadrature(
+    fn: Callable,
+    energy_fn: Callable,
+    bounds,
+    n_points=None,
+    *,
+    chunk_size: int = 65536,
+    tail_tol: float | None = 1e-12,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     r"""Model expectation :math:`\mathbb E_p[f(x)] = \int f(x)\, e^{-E(x)} dx / Z` by quadrature.
 
     Parameters
@@ -185,7 +213,9 @@ def expectation_quadrature(fn: Callable, energy_fn: Callable, bounds, n_points=N
     chunk_size = check_int(chunk_size, "chunk_size")
     if tail_tol is not None:
         tail_tol = check_positive(tail_tol, "tail_tol")
-    points, log_phi, log_w = _grid_log_density(energy_fn, bounds, n_points, chunk_size, tail_tol, dtype)
+    points, log_phi, log_w = _grid_log_density(
+        energy_fn, bounds, n_points, chunk_size, tail_tol, dtype
+    )
     probs = torch.softmax(log_phi + log_w, dim=0)  # normalized quadrature weights of p
     values = fn(points)
     if not isinstance(values, torch.Tensor) or values.shape[0] != points.shape[0]:
@@ -194,22 +224,31 @@ def expectation_quadrature(fn: Callable, energy_fn: Callable, bounds, n_points=N
     return probs @ values if values.ndim == 1 else probs @ values.reshape(values.shape[0], -1)
 
 
-def sample_quadrature(energy_fn: Callable, bounds, n: int, *, n_points: int = 20001,
-                      generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    r"""Independent draws from a 1-D density :math:`e^{-E(x)}/Z` by inverting its CDF on a fine grid.
+def sample_quadrature(
+    energy_fn: Callable,
+    bounds,
+    n: int,
+    *,
+    n_points: int = 20001,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    r"""Independent draws from a 1-D density :math:`e^{-E(x)}/Z` by inverting its CDF on a fine
+    grid.
 
-    The density is evaluated at ``n_points`` equally spaced nodes of ``bounds``; each cell between two nodes gets the
-    trapezoid mass :math:`\tfrac h2(p_i + p_{i+1})`, a cell is drawn with that probability and the point is placed
-    within it with density linear between :math:`p_i` and :math:`p_{i+1}`. The draws are exact for the piecewise-linear
-    interpolant of the density, whose error is :math:`O(h^2)`; a test compares them with the exact CDF.
+    The density is evaluated at ``n_points`` equally spaced nodes of ``bounds``; each cell between
+    two nodes gets the trapezoid mass :math:`\tfrac h2(p_i + p_{i+1})`, a cell is drawn with that
+    probability and the point is placed within it with density linear between :math:`p_i` and
+    :math:`p_{i+1}`. The draws are exact for the piecewise-linear interpolant of the density, whose
+    error is :math:`O(h^2)`; a test compares them with the exact CDF.
 
     Parameters
     ----------
     energy_fn : callable
         Maps ``(m, 1)`` to ``(m,)``.
     bounds : (low, high)
-        Interval holding all but a negligible part of the mass (checked: the density at both ends must be below
-        ``1e-12`` of its maximum).
+        Interval holding all but a negligible part of the mass (checked: the density at both ends
+        must be below ``1e-12`` of its maximum).
     n : int
         Number of draws.
     n_points : int
@@ -231,22 +270,29 @@ def sample_quadrature(energy_fn: Callable, bounds, n: int, *, n_points: int = 20
         raise ValueError("energy_fn returned NaN or infinite energies on the grid")
     log_p = log_p - log_p.max()
     if float(log_p[0]) > math.log(1e-12) or float(log_p[-1]) > math.log(1e-12):
-        raise ValueError(f"bounds {bounds} cut off mass: widen them so that the density is negligible at both ends")
+        raise ValueError(
+            f"bounds {bounds} cut off mass: widen them so that the density is negligible "
+            "at both ends"
+        )
     p = log_p.exp()
     h = (high - low) / (n_points - 1)
     masses = 0.5 * (p[:-1] + p[1:])
     cell = torch.multinomial(masses, n, replacement=True, generator=generator)
     u = torch.rand(n, generator=generator, dtype=dtype)
     a, b = p[cell], p[cell + 1]
-    # invert the CDF of the density a + (b - a) t on [0, 1]: (a t + (b - a) t^2 / 2) / ((a + b) / 2) = u
+    # invert the CDF of the density a + (b - a) t on [0, 1]:
+    #   (a t + (b - a) t^2 / 2) / ((a + b) / 2) = u
     slope = b - a
     disc = torch.sqrt(a * a + slope * u * (a + b))
-    t = torch.where(slope.abs() > 1e-12 * (a + b), (disc - a) / torch.where(slope == 0, 1.0, slope), u)
+    t = torch.where(
+        slope.abs() > 1e-12 * (a + b), (disc - a) / torch.where(slope == 0, 1.0, slope), u
+    )
     return (nodes[cell] + h * t.clamp(0.0, 1.0))[:, None]
 
 
-def binary_states(n_bits: int, start: int = 0, stop: int | None = None, *,
-                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def binary_states(
+    n_bits: int, start: int = 0, stop: int | None = None, *, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     r"""The binary vectors with indices ``start, ..., stop-1`` of :math:`\{0,1\}^{n}`.
 
     Row ``i`` holds the bits of the integer ``i``, least significant first.
@@ -256,22 +302,30 @@ def binary_states(n_bits: int, start: int = 0, stop: int | None = None, *,
     torch.Tensor, shape (stop - start, n_bits)
     """
     n_bits = check_int(n_bits, "n_bits", maximum=62)
-    total = 2 ** n_bits
+    total = 2**n_bits
     stop = total if stop is None else stop
     if not 0 <= start <= stop <= total:
-        raise ValueError(f"need 0 <= start <= stop <= 2**n_bits={total}, got start={start}, stop={stop}")
+        raise ValueError(
+            f"need 0 <= start <= stop <= 2**n_bits={total}, got start={start}, stop={stop}"
+        )
     idx = torch.arange(start, stop, dtype=torch.int64)
     return ((idx[:, None] >> torch.arange(n_bits, dtype=torch.int64)) & 1).to(dtype)
 
 
 def _state_chunks(n_bits: int, chunk_size: int, dtype) -> Iterator[torch.Tensor]:
-    total = 2 ** n_bits
+    total = 2**n_bits
     for start in range(0, total, chunk_size):
         yield binary_states(n_bits, start, min(start + chunk_size, total), dtype=dtype)
 
 
-def log_partition_enumeration(energy_fn: Callable, n_bits: int, *, chunk_size: int = 2 ** 16,
-                              max_bits: int = MAX_ENUMERATION_BITS, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def log_partition_enumeration(
+    energy_fn: Callable,
+    n_bits: int,
+    *,
+    chunk_size: int = 2**16,
+    max_bits: int = MAX_ENUMERATION_BITS,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     r"""Exact :math:`\log Z = \log\sum_{x\in\{0,1\}^n} e^{-E(x)}` by enumerating every state.
 
     The states are visited in chunks of ``chunk_size`` so that memory stays
@@ -299,7 +353,8 @@ def log_partition_enumeration(energy_fn: Callable, n_bits: int, *, chunk_size: i
     chunk_size = check_int(chunk_size, "chunk_size")
     if n_bits > max_bits:
         raise ValueError(
-            f"n_bits={n_bits} is too large to enumerate: 2**{n_bits} states exceeds the limit of 2**{max_bits}"
+            f"n_bits={n_bits} is too large to enumerate: 2**{n_bits} states exceeds the limit "
+            f"of 2**{max_bits}"
         )
     partial = []
     for states in _state_chunks(n_bits, chunk_size, dtype):
@@ -312,7 +367,8 @@ def log_partition_enumeration(energy_fn: Callable, n_bits: int, *, chunk_size: i
 
 
 def exact_nll(energy_fn: Callable, x: torch.Tensor, log_z: torch.Tensor) -> torch.Tensor:
-    r"""Average negative log-likelihood :math:`\frac1N\sum_n E(x_n) + \log Z` given the exact ``log_z``.
+    r"""Average negative log-likelihood :math:`\frac1N\sum_n E(x_n) + \log Z` given the exact
+    ``log_z``.
 
     Multiply by :math:`N` for the paper's :math:`J(\theta)` (Eq. 5).
 
@@ -331,16 +387,25 @@ def exact_nll(energy_fn: Callable, x: torch.Tensor, log_z: torch.Tensor) -> torc
     return e.mean() + log_z.reshape(())
 
 
-def exact_nll_quadrature(energy_fn: Callable, x: torch.Tensor, bounds, n_points=None, **kwargs) -> torch.Tensor:
+def exact_nll_quadrature(
+    energy_fn: Callable, x: torch.Tensor, bounds, n_points=None, **kwargs
+) -> torch.Tensor:
     """Average NLL with :math:`\\log Z` from :func:`log_partition_quadrature`; differentiable."""
     check_batch(x, "x")
     log_z = log_partition_quadrature(energy_fn, bounds, n_points, **kwargs)
     return exact_nll(energy_fn, x, log_z)
 
 
-def exact_nll_gradient(energy_fn: torch.nn.Module, x: torch.Tensor, bounds, n_points=None,
-                       params: Sequence[torch.Tensor] | None = None, **kwargs):
-    r"""The average NLL and its exact gradient :math:`\frac1N\sum_n\nabla_\theta E(x_n) - \mathbb E_p[\nabla_\theta E]`.
+def exact_nll_gradient(
+    energy_fn: torch.nn.Module,
+    x: torch.Tensor,
+    bounds,
+    n_points=None,
+    params: Sequence[torch.Tensor] | None = None,
+    **kwargs,
+):
+    r"""The average NLL and its exact gradient
+    :math:`\frac1N\sum_n\nabla_\theta E(x_n) - \mathbb E_p[\nabla_\theta E]`.
 
     Parameters
     ----------
@@ -368,11 +433,15 @@ def exact_nll_gradient(energy_fn: torch.nn.Module, x: torch.Tensor, bounds, n_po
     return nll.detach(), grads
 
 
-def observed_information(energy_fn: torch.nn.Module, x: torch.Tensor, log_z: Callable[[], torch.Tensor] | None = None):
-    r"""Observed information: the Hessian of :math:`J(\theta) = \sum_n E(x_n\mid\theta) + N\log Z(\theta)`.
+def observed_information(
+    energy_fn: torch.nn.Module, x: torch.Tensor, log_z: Callable[[], torch.Tensor] | None = None
+):
+    r"""Observed information: the Hessian of
+    :math:`J(\theta) = \sum_n E(x_n\mid\theta) + N\log Z(\theta)`.
 
-    At the MLE its inverse estimates the covariance of :math:`\hat\theta`, so the square roots of the diagonal of
-    its inverse are the usual standard errors; chapter 9 compares estimators against it (the Cramér–Rao bound).
+    At the MLE its inverse estimates the covariance of :math:`\hat\theta`, so the square roots of
+    the diagonal of its inverse are the usual standard errors; chapter 9 compares estimators against
+    it (the Cramér–Rao bound).
 
     Parameters
     ----------
@@ -381,8 +450,9 @@ def observed_information(energy_fn: torch.nn.Module, x: torch.Tensor, log_z: Cal
         :meth:`~torch.nn.Module.named_parameters` order.
     x : torch.Tensor, shape (N, d)
     log_z : callable, optional
-        Returns :math:`\log Z(\theta)` (for example ``energy.log_partition``); ``None`` for a model that is already
-        normalized (such as :class:`~ebmlib.energies.MixtureEnergy` with exact component normalizers).
+        Returns :math:`\log Z(\theta)` (for example ``energy.log_partition``); ``None`` for a model
+        that is already normalized (such as :class:`~ebmlib.energies.MixtureEnergy` with exact
+        component normalizers).
 
     Returns
     -------
@@ -399,17 +469,21 @@ def observed_information(energy_fn: torch.nn.Module, x: torch.Tensor, log_z: Cal
 
     def objective(v):
         # functional_call swaps the parameters on the modules themselves, so log_z sees them too
-        params = {f"model.{n}": chunk.reshape(p.shape) for (n, p), chunk in zip(named, torch.split(v, sizes))}
+        params = {
+            f"model.{n}": chunk.reshape(p.shape)
+            for (n, p), chunk in zip(named, torch.split(v, sizes), strict=True)
+        }
         return torch.func.functional_call(objective_module, params, (x,))
 
     flat = torch.cat([p.detach().reshape(-1) for _, p in named])
     hessian = torch.autograd.functional.hessian(objective, flat)
-    names = [f"{n}[{i}]" for (n, _), size in zip(named, sizes) for i in range(size)]
+    names = [f"{n}[{i}]" for (n, _), size in zip(named, sizes, strict=True) for i in range(size)]
     return hessian, names
 
 
 class _TotalNLL(torch.nn.Module):
-    """sum_n E(x_n) + N log Z, as a module so that torch.func.functional_call can swap its parameters."""
+    """sum_n E(x_n) + N log Z, as a module so that torch.func.functional_call can swap its
+    parameters."""
 
     def __init__(self, model: torch.nn.Module, log_z):
         super().__init__()

@@ -1,4 +1,5 @@
-r"""The experiment of Section 7 of :cite:p:`ebmgradientnote`: Geyer's IS-MLE for the scale of a Gaussian.
+r"""The experiment of Section 7 of :cite:p:`ebmgradientnote`: Geyer's IS-MLE for the scale of a
+Gaussian.
 
 Model: :math:`p(x\mid\theta) = \mathcal N(x\mid 0, \theta^2)`, so
 
@@ -14,15 +15,17 @@ Proposals form a location–scale family whose scale may depend on :math:`\theta
     q(y\mid\theta) = \frac{1}{s(\theta)}\, q_0\!\left(\frac{y-\mu_q}{s(\theta)}\right),
     \qquad s(\theta) = a + b\,\theta,
 
-with :math:`q_0` a standard Gaussian or a standard Student-t. The paper's :math:`q_1 = \mathcal N(2, 2^2)` is
-:math:`(\mu_q, a, b) = (2, 2, 0)`; its :math:`q_2(\cdot\mid\theta) = \mathcal N(2, (2+\theta)^2)` is :math:`(2, 2, 1)`;
-the optimal proposal :math:`q\propto\phi(\cdot\mid\theta)` is :math:`(0, 0, 1)`.
+with :math:`q_0` a standard Gaussian or a standard Student-t. The paper's
+:math:`q_1 = \mathcal N(2, 2^2)` is :math:`(\mu_q, a, b) = (2, 2, 0)`; its
+:math:`q_2(\cdot\mid\theta) = \mathcal N(2, (2+\theta)^2)` is :math:`(2, 2, 1)`; the optimal
+proposal :math:`q\propto\phi(\cdot\mid\theta)` is :math:`(0, 0, 1)`.
 
-Samples are drawn as :math:`y_m = \mu_q + s(\theta)\,t_m` with standardized draws :math:`t_m\sim q_0` that are
-*shared across the grid of* :math:`\theta` within a run (common random numbers). At each single :math:`\theta`
-the samples are exactly distributed as :math:`q(\cdot\mid\theta)`, so any pointwise summary over runs (the mean
-curve, the band covering all runs, the variance of :math:`\hat Z(\theta)`) has exactly the distribution it would
-have with fresh draws at every :math:`\theta`; only the shape of a single realization across :math:`\theta`
+Samples are drawn as :math:`y_m = \mu_q + s(\theta)\,t_m` with standardized draws
+:math:`t_m\sim q_0` that are *shared across the grid of* :math:`\theta` within a run (common random
+numbers). At each single :math:`\theta` the samples are exactly distributed as
+:math:`q(\cdot\mid\theta)`, so any pointwise summary over runs (the mean curve, the band covering
+all runs, the variance of :math:`\hat Z(\theta)`) has exactly the distribution it would have with
+fresh draws at every :math:`\theta`; only the shape of a single realization across :math:`\theta`
 changes, becoming smooth. Then the log weight is linear in four features of :math:`t`,
 
 .. math::
@@ -48,9 +51,22 @@ from .partition import log_partition_is_grid
 from .proposals import GaussianProposal, StudentTProposal
 from .validation import check_batch, check_generator, check_int, check_positive, check_tensor
 
-__all__ = ["energy", "log_partition", "nll", "mle", "standardized_draws", "log_z_hat_curves", "ess_curves",
-           "j_gl_curves",
-           "j_gl_curves_fresh", "PAPER_PROPOSALS", "paper_experiment", "grid_argmin", "relative_second_moment", "weight_moment_finite"]
+__all__ = [
+    "energy",
+    "log_partition",
+    "nll",
+    "mle",
+    "standardized_draws",
+    "log_z_hat_curves",
+    "ess_curves",
+    "j_gl_curves",
+    "j_gl_curves_fresh",
+    "PAPER_PROPOSALS",
+    "paper_experiment",
+    "grid_argmin",
+    "relative_second_moment",
+    "weight_moment_finite",
+]
 
 
 def _thetas(thetas) -> torch.Tensor:
@@ -61,7 +77,8 @@ def _thetas(thetas) -> torch.Tensor:
 
 
 def energy(x: torch.Tensor, thetas) -> torch.Tensor:
-    r""":math:`E(x\mid\theta) = x^2/(2\theta^2)` for every point and every :math:`\theta`: shape ``(n, L)``."""
+    r""":math:`E(x\mid\theta) = x^2/(2\theta^2)` for every point and every :math:`\theta`: shape
+    ``(n, L)``."""
     check_batch(x, "x", dim=1)
     th = _thetas(thetas)
     return x.to(torch.float64) ** 2 / (2 * th[None, :] ** 2)
@@ -73,7 +90,8 @@ def log_partition(thetas) -> torch.Tensor:
 
 
 def nll(x: torch.Tensor, thetas) -> torch.Tensor:
-    r"""The exact negative log-likelihood :math:`J(\theta)` (paper Eq. 5) on a grid, shape ``(L,)``."""
+    r"""The exact negative log-likelihood :math:`J(\theta)` (paper Eq. 5) on a grid, shape
+    ``(L,)``."""
     return energy(x, thetas).sum(0) + x.shape[0] * log_partition(thetas)
 
 
@@ -83,13 +101,17 @@ def mle(x: torch.Tensor) -> float:
     return float(x.to(torch.float64).pow(2).mean().sqrt())
 
 
-def standardized_draws(n_runs: int, n_samples: int, *, df: float | None = None,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+def standardized_draws(
+    n_runs: int,
+    n_samples: int,
+    *,
+    df: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     r"""Standardized proposal draws :math:`t_{rm}\sim q_0`, shape ``(n_runs, n_samples)``.
 
-    ``df=None`` gives a standard Gaussian :math:`q_0`; a number gives a standard Student-t with ``df`` degrees of
-    freedom. Pass the same ``df`` to :func:`log_z_hat_curves`.
-    """
+    ``df=None`` gives a standard Gaussian :math:`q_0`; a number gives a standard Student-t with
+    ``df`` degrees of freedom. Pass the same ``df`` to :func:`log_z_hat_curves`."""
     n_runs = check_int(n_runs, "n_runs")
     n_samples = check_int(n_samples, "n_samples")
     check_generator(generator)
@@ -97,8 +119,16 @@ def standardized_draws(n_runs: int, n_samples: int, *, df: float | None = None,
     return base.sample(n_runs * n_samples, generator=generator).reshape(n_runs, n_samples)
 
 
-def log_z_hat_curves(thetas, t: torch.Tensor, *, loc: float, scale_intercept: float, scale_slope: float = 0.0,
-                     df: float | None = None, chunk_size: int = 2) -> torch.Tensor:
+def log_z_hat_curves(
+    thetas,
+    t: torch.Tensor,
+    *,
+    loc: float,
+    scale_intercept: float,
+    scale_slope: float = 0.0,
+    df: float | None = None,
+    chunk_size: int = 2,
+) -> torch.Tensor:
     r"""IS estimates :math:`\log\hat Z(\theta)` (Eq. 7) for every run and every :math:`\theta`.
 
     Parameters
@@ -110,7 +140,8 @@ def log_z_hat_curves(thetas, t: torch.Tensor, *, loc: float, scale_intercept: fl
     loc : float
         Proposal location :math:`\mu_q`.
     scale_intercept, scale_slope : float
-        :math:`a` and :math:`b` in :math:`s(\theta) = a + b\theta`; :math:`s` must be positive on the grid.
+        :math:`a` and :math:`b` in :math:`s(\theta) = a + b\theta`; :math:`s` must be positive on
+        the grid.
     df : float, optional
         Degrees of freedom of a Student-t :math:`q_0`; ``None`` for a Gaussian :math:`q_0`.
     chunk_size : int
@@ -120,51 +151,80 @@ def log_z_hat_curves(thetas, t: torch.Tensor, *, loc: float, scale_intercept: fl
     -------
     torch.Tensor, shape (R, L)
     """
-    features, coefficients = _features_and_coefficients(thetas, t, loc, scale_intercept, scale_slope, df)
+    features, coefficients = _features_and_coefficients(
+        thetas, t, loc, scale_intercept, scale_slope, df
+    )
     return log_partition_is_grid(features, coefficients, chunk_size=chunk_size)
 
 
-def ess_curves(thetas, t: torch.Tensor, *, loc: float, scale_intercept: float, scale_slope: float = 0.0,
-               df: float | None = None, chunk_size: int = 2) -> torch.Tensor:
-    r"""Effective sample size :math:`(\sum_m w_m)^2/\sum_m w_m^2` of every run at every :math:`\theta`, shape ``(R, L)``.
+def ess_curves(
+    thetas,
+    t: torch.Tensor,
+    *,
+    loc: float,
+    scale_intercept: float,
+    scale_slope: float = 0.0,
+    df: float | None = None,
+    chunk_size: int = 2,
+) -> torch.Tensor:
+    r"""Effective sample size :math:`(\sum_m w_m)^2/\sum_m w_m^2` of every run at every
+    :math:`\theta`, shape ``(R, L)``.
 
-    Since :math:`\log w^2 = 2\log w` is linear in the same features with doubled coefficients, both sums come from
-    :func:`~ebmlib.partition.log_partition_is_grid`. Arguments as in :func:`log_z_hat_curves`.
-    """
-    features, coefficients = _features_and_coefficients(thetas, t, loc, scale_intercept, scale_slope, df)
+    Since :math:`\log w^2 = 2\log w` is linear in the same features with doubled coefficients, both
+    sums come from :func:`~ebmlib.partition.log_partition_is_grid`. Arguments as in
+    :func:`log_z_hat_curves`."""
+    features, coefficients = _features_and_coefficients(
+        thetas, t, loc, scale_intercept, scale_slope, df
+    )
     log_mean_w = log_partition_is_grid(features, coefficients, chunk_size=chunk_size)
     log_mean_w2 = log_partition_is_grid(features, 2 * coefficients, chunk_size=chunk_size)
     return t.shape[1] * torch.exp(2 * log_mean_w - log_mean_w2)
 
 
 def _features_and_coefficients(thetas, t, loc, scale_intercept, scale_slope, df):
-    """Features (R, K, M) of the draws and coefficients (L, K) such that log w = C F (see the module docstring)."""
+    """Features (R, K, M) of the draws and coefficients (L, K) such that log w = C F (see the module
+    docstring)."""
     th = _thetas(thetas)
     check_tensor(t, "t")
     if t.ndim != 2:
         raise ValueError(f"t must have shape (R, M), got {tuple(t.shape)}")
     s = scale_intercept + scale_slope * th
     if bool((s <= 0).any()) or not math.isfinite(loc):
-        raise ValueError("the proposal scale a + b*theta must be positive on the whole grid and loc finite")
-    coefficients = [-s ** 2 / (2 * th ** 2), -loc * s / th ** 2, -loc ** 2 / (2 * th ** 2) + torch.log(s)]
+        raise ValueError(
+            "the proposal scale a + b*theta must be positive on the whole grid and loc finite"
+        )
+    coefficients = [-(s**2) / (2 * th**2), -loc * s / th**2, -(loc**2) / (2 * th**2) + torch.log(s)]
     n_feat = 3 if df is None else 4
     features = torch.empty(t.shape[0], n_feat, t.shape[1], dtype=t.dtype)
     torch.mul(t, t, out=features[:, 0])
     features[:, 1] = t
     features[:, 2] = 1.0
     if df is None:
-        # log q0(t) = -t^2/2 - log(2 pi)/2 is itself linear in (t^2, 1): fold it into those coefficients
+        # log q0(t) = -t^2/2 - log(2 pi)/2 is itself linear in (t^2, 1): fold it into those
+        # coefficients
         coefficients[0] = coefficients[0] + 0.5
         coefficients[2] = coefficients[2] + 0.5 * math.log(2 * math.pi)
     else:
-        features[:, 3] = StudentTProposal(check_positive(df, "df")).log_prob(t.reshape(-1, 1)).reshape(t.shape)
+        features[:, 3] = (
+            StudentTProposal(check_positive(df, "df")).log_prob(t.reshape(-1, 1)).reshape(t.shape)
+        )
         coefficients.append(-torch.ones_like(th))
     return features, torch.stack(coefficients, dim=1)
 
 
-def j_gl_curves(x: torch.Tensor, thetas, t: torch.Tensor, *, loc: float, scale_intercept: float,
-                scale_slope: float = 0.0, df: float | None = None, chunk_size: int = 2) -> torch.Tensor:
-    r"""Geyer's :math:`J_{GL}(\theta) = \sum_n E(x_n\mid\theta) + N\log\hat Z(\theta)` (paper Eq. 8) for every run.
+def j_gl_curves(
+    x: torch.Tensor,
+    thetas,
+    t: torch.Tensor,
+    *,
+    loc: float,
+    scale_intercept: float,
+    scale_slope: float = 0.0,
+    df: float | None = None,
+    chunk_size: int = 2,
+) -> torch.Tensor:
+    r"""Geyer's :math:`J_{GL}(\theta) = \sum_n E(x_n\mid\theta) + N\log\hat Z(\theta)` (paper Eq. 8)
+    for every run.
 
     Arguments as in :func:`log_z_hat_curves`, plus the data ``x`` of shape ``(N, 1)``.
 
@@ -172,21 +232,39 @@ def j_gl_curves(x: torch.Tensor, thetas, t: torch.Tensor, *, loc: float, scale_i
     -------
     torch.Tensor, shape (R, L)
     """
-    log_z = log_z_hat_curves(thetas, t, loc=loc, scale_intercept=scale_intercept, scale_slope=scale_slope,
-                             df=df, chunk_size=chunk_size)
+    log_z = log_z_hat_curves(
+        thetas,
+        t,
+        loc=loc,
+        scale_intercept=scale_intercept,
+        scale_slope=scale_slope,
+        df=df,
+        chunk_size=chunk_size,
+    )
     return energy(x, thetas).sum(0)[None, :] + x.shape[0] * log_z
 
 
-def j_gl_curves_fresh(x: torch.Tensor, thetas, n_runs: int, n_samples: int, *, loc: float,
-                      scale_intercept: float, scale_slope: float = 0.0, df: float | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    r""":math:`J_{GL}(\theta)` with a *fresh* proposal sample at every :math:`\theta`, as the paper draws it.
+def j_gl_curves_fresh(
+    x: torch.Tensor,
+    thetas,
+    n_runs: int,
+    n_samples: int,
+    *,
+    loc: float,
+    scale_intercept: float,
+    scale_slope: float = 0.0,
+    df: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r""":math:`J_{GL}(\theta)` with a *fresh* proposal sample at every :math:`\theta`, as the paper
+    draws it.
 
-    For a proposal that depends on :math:`\theta`, Section 3.2 of :cite:p:`ebmgradientnote` draws a new sample
-    :math:`y^{(\theta_\ell)}_1,\dots,y^{(\theta_\ell)}_M\sim q(\cdot\mid\theta_\ell)` at each grid point. Here the
-    standardized draws of grid point :math:`\ell` are ``standardized_draws(n_runs, n_samples, df=df)``, drawn anew
-    for each :math:`\ell` in grid order, so the values at different :math:`\theta` are independent. At any single
-    :math:`\theta` the result has the same distribution as :func:`j_gl_curves` with common random numbers; a single
+    For a proposal that depends on :math:`\theta`, Section 3.2 of :cite:p:`ebmgradientnote` draws a
+    new sample :math:`y^{(\theta_\ell)}_1,\dots,y^{(\theta_\ell)}_M\sim q(\cdot\mid\theta_\ell)` at
+    each grid point. Here the standardized draws of grid point :math:`\ell` are
+    ``standardized_draws(n_runs, n_samples, df=df)``, drawn anew for each :math:`\ell` in grid
+    order, so the values at different :math:`\theta` are independent. At any single :math:`\theta`
+    the result has the same distribution as :func:`j_gl_curves` with common random numbers; a single
     curve is jagged instead of smooth, which matters for its :math:`\arg\min`.
 
     Parameters
@@ -212,22 +290,38 @@ def j_gl_curves_fresh(x: torch.Tensor, thetas, n_runs: int, n_samples: int, *, l
     out = torch.empty(n_runs, th.numel(), dtype=torch.float64)
     for ell in range(th.numel()):
         t = standardized_draws(n_runs, n_samples, df=df, generator=generator)
-        out[:, ell] = j_gl_curves(x, th[ell:ell + 1], t, loc=loc, scale_intercept=scale_intercept,
-                                  scale_slope=scale_slope, df=df, chunk_size=n_runs)[:, 0]
+        out[:, ell] = j_gl_curves(
+            x,
+            th[ell : ell + 1],
+            t,
+            loc=loc,
+            scale_intercept=scale_intercept,
+            scale_slope=scale_slope,
+            df=df,
+            chunk_size=n_runs,
+        )[:, 0]
     return out
 
 
-#: The paper's two proposals (Section 7): q1 = N(2, 2^2), independent of theta; q2 = N(2, (2 + theta)^2).
+#: The paper's two proposals (Section 7): q1 = N(2, 2^2), independent of theta;
+#: q2 = N(2, (2 + theta)^2).
 PAPER_PROPOSALS = {
     "q1": {"loc": 2.0, "scale_intercept": 2.0, "scale_slope": 0.0},
     "q2": {"loc": 2.0, "scale_intercept": 2.0, "scale_slope": 1.0},
 }
 
 
-def paper_experiment(x: torch.Tensor, thetas, m_values, n_runs: int, *, proposals: dict | None = None,
-                     generator: torch.Generator | None = None) -> dict:
-    r"""All the curves behind the paper's Figures 1 and 2: :math:`J_{GL}(\theta)` for every proposal, every
-    :math:`M`, every run and every :math:`\theta`.
+def paper_experiment(
+    x: torch.Tensor,
+    thetas,
+    m_values,
+    n_runs: int,
+    *,
+    proposals: dict | None = None,
+    generator: torch.Generator | None = None,
+) -> dict:
+    r"""All the curves behind the paper's Figures 1 and 2: :math:`J_{GL}(\theta)` for every
+    proposal, every :math:`M`, every run and every :math:`\theta`.
 
     Parameters
     ----------
@@ -240,7 +334,8 @@ def paper_experiment(x: torch.Tensor, thetas, m_values, n_runs: int, *, proposal
     n_runs : int
         Independent runs (independent proposal samples) for each proposal and :math:`M`.
     proposals : dict, optional
-        Name to ``dict(loc=, scale_intercept=, scale_slope=, df=None)``; default :data:`PAPER_PROPOSALS`.
+        Name to ``dict(loc=, scale_intercept=, scale_slope=, df=None)``; default
+        :data:`PAPER_PROPOSALS`.
     generator : torch.Generator, optional
 
     Returns
@@ -258,7 +353,8 @@ def paper_experiment(x: torch.Tensor, thetas, m_values, n_runs: int, *, proposal
 
 
 def grid_argmin(curves: torch.Tensor, thetas) -> torch.Tensor:
-    r"""The minimizer of each curve (Eq. 9), refined by a parabola through the grid minimum and its neighbours.
+    r"""The minimizer of each curve (Eq. 9), refined by a parabola through the grid minimum and its
+    neighbours.
 
     Parameters
     ----------
@@ -269,7 +365,8 @@ def grid_argmin(curves: torch.Tensor, thetas) -> torch.Tensor:
     Returns
     -------
     torch.Tensor, shape (R,)
-        :math:`\hat\theta_{GL}` for each run; a minimum at the edge of the grid is returned as that edge.
+        :math:`\hat\theta_{GL}` for each run; a minimum at the edge of the grid is returned as that
+        edge.
     """
     th = _thetas(thetas)
     check_tensor(curves, "curves")
@@ -279,19 +376,25 @@ def grid_argmin(curves: torch.Tensor, thetas) -> torch.Tensor:
     left, mid, right = (curves.gather(1, (idx + k)[:, None])[:, 0] for k in (-1, 0, 1))
     denom = left - 2 * mid + right
     step = th[1] - th[0]
-    offset = torch.where(denom > 0, 0.5 * (left - right) / denom, torch.zeros_like(denom)).clamp(-1, 1)
+    offset = torch.where(denom > 0, 0.5 * (left - right) / denom, torch.zeros_like(denom)).clamp(
+        -1, 1
+    )
     best = th[idx] + offset * step
     at_edge = (curves.argmin(dim=1) == 0) | (curves.argmin(dim=1) == th.numel() - 1)
     return torch.where(at_edge, th[curves.argmin(dim=1)], best)
 
 
-def relative_second_moment(thetas, *, loc: float, scale_intercept: float, scale_slope: float = 0.0,
-                           df: float | None = None) -> torch.Tensor:
-    r"""The exact :math:`\rho(\theta) = \mathbb E_q[(p/q)^2] = \int p(y\mid\theta)^2/q(y\mid\theta)\,dy`.
+def relative_second_moment(
+    thetas, *, loc: float, scale_intercept: float, scale_slope: float = 0.0, df: float | None = None
+) -> torch.Tensor:
+    r"""The exact
+    :math:`\rho(\theta) = \mathbb E_q[(p/q)^2] = \int p(y\mid\theta)^2/q(y\mid\theta)\,dy`.
 
-    It fixes the variance of the IS estimator (Eq. 7): :math:`\operatorname{Var}(\hat Z)/Z^2 = (\rho - 1)/M`, so by
-    the delta method :math:`\operatorname{sd}(\log\hat Z)\approx\sqrt{(\rho-1)/M}` and
-    :math:`\mathrm{ESS}\approx M/\rho` for large :math:`M`. It is infinite when the proposal's tails are too light.
+    It fixes the variance of the IS estimator (Eq. 7):
+    :math:`\operatorname{Var}(\hat Z)/Z^2 = (\rho - 1)/M`, so by the delta method
+    :math:`\operatorname{sd}(\log\hat Z)\approx\sqrt{(\rho-1)/M}` and
+    :math:`\mathrm{ESS}\approx M/\rho` for large :math:`M`. It is infinite when the proposal's tails
+    are too light.
 
     For a Gaussian proposal :math:`\mathcal N(\mu, s^2)` and :math:`p=\mathcal N(0,\theta^2)`, with
     :math:`a = 1/\theta^2` and :math:`b = 1/(2s^2)`,
@@ -299,9 +402,11 @@ def relative_second_moment(thetas, *, loc: float, scale_intercept: float, scale_
     .. math::
 
         \rho = \frac{s}{\sqrt{2\pi}\,\theta^2}\sqrt{\frac{\pi}{a-b}}
-        \exp\left\{\frac{b^2\mu^2}{a-b} + b\mu^2\right\}\quad (a > b), \qquad \rho=\infty \text{ if } s\le\theta/\sqrt2 .
+        \exp\left\{\frac{b^2\mu^2}{a-b} + b\mu^2\right\}\quad (a > b),
+        \qquad \rho=\infty \text{ if } s\le\theta/\sqrt2 .
 
-    For a Student-t proposal it is finite for every :math:`\theta` and is computed by ``scipy.integrate.quad``.
+    For a Student-t proposal it is finite for every :math:`\theta` and is computed by
+    ``scipy.integrate.quad``.
 
     Returns
     -------
@@ -317,17 +422,26 @@ def relative_second_moment(thetas, *, loc: float, scale_intercept: float, scale_
         if s <= 0:
             raise ValueError("the proposal scale a + b*theta must be positive on the whole grid")
         if df is None:
-            a, b = 1 / theta ** 2, 1 / (2 * s * s)
+            a, b = 1 / theta**2, 1 / (2 * s * s)
             if a <= b:
                 out.append(math.inf)
                 continue
-            out.append(s / (math.sqrt(2 * math.pi) * theta ** 2) * math.sqrt(math.pi / (a - b))
-                       * math.exp(b * b * loc * loc / (a - b) + b * loc * loc))
+            out.append(
+                s
+                / (math.sqrt(2 * math.pi) * theta**2)
+                * math.sqrt(math.pi / (a - b))
+                * math.exp(b * b * loc * loc / (a - b) + b * loc * loc)
+            )
             continue
-        log_t_norm = special.gammaln((df + 1) / 2) - special.gammaln(df / 2) - 0.5 * math.log(df * math.pi) - math.log(s)
+        log_t_norm = (
+            special.gammaln((df + 1) / 2)
+            - special.gammaln(df / 2)
+            - 0.5 * math.log(df * math.pi)
+            - math.log(s)
+        )
         log_p_norm = -math.log(theta) - 0.5 * math.log(2 * math.pi)
 
-        def integrand(y, theta=theta, s=s):
+        def integrand(y, theta=theta, s=s, log_t_norm=log_t_norm, log_p_norm=log_p_norm):
             log_q = log_t_norm - (df + 1) / 2 * math.log1p(((y - loc) / s) ** 2 / df)
             return math.exp(2 * (log_p_norm - y * y / (2 * theta * theta)) - log_q)
 
@@ -336,13 +450,22 @@ def relative_second_moment(thetas, *, loc: float, scale_intercept: float, scale_
     return torch.tensor(out, dtype=torch.float64)
 
 
-def weight_moment_finite(thetas, k: int, *, loc: float, scale_intercept: float, scale_slope: float = 0.0,
-                         df: float | None = None) -> torch.Tensor:
-    r"""Whether the importance weight :math:`w = p/q` has a finite :math:`k`-th moment under :math:`q`, per :math:`\theta`.
+def weight_moment_finite(
+    thetas,
+    k: int,
+    *,
+    loc: float,
+    scale_intercept: float,
+    scale_slope: float = 0.0,
+    df: float | None = None,
+) -> torch.Tensor:
+    r"""Whether the importance weight :math:`w = p/q` has a finite :math:`k`-th moment under
+    :math:`q`, per :math:`\theta`.
 
-    :math:`\mathbb E_q[w^k] = \int p^k/q^{k-1}` is finite for a Gaussian proposal of scale :math:`s` exactly when
-    :math:`s^2 > (k-1)\theta^2/k` (for :math:`k=2`: :math:`s>\theta/\sqrt2`), and always for a Student-t proposal.
-    A sample variance of :math:`\hat Z` over runs is itself reliable only where the fourth moment is finite.
+    :math:`\mathbb E_q[w^k] = \int p^k/q^{k-1}` is finite for a Gaussian proposal of scale :math:`s`
+    exactly when :math:`s^2 > (k-1)\theta^2/k` (for :math:`k=2`: :math:`s>\theta/\sqrt2`), and
+    always for a Student-t proposal. A sample variance of :math:`\hat Z` over runs is itself
+    reliable only where the fourth moment is finite.
 
     Returns
     -------

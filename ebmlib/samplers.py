@@ -1,32 +1,37 @@
 r"""Samplers for :math:`p(x) \propto \exp(-E(x))`.
 
-Every sampler returns ``(x, info)``: the samples, shape ``(n, d)``, and a dict of diagnostics that always holds
-``"acceptance_rate"`` (1.0 for samplers without an accept/reject step).
+Every sampler returns ``(x, info)``: the samples, shape ``(n, d)``, and a dict of diagnostics that
+always holds ``"acceptance_rate"`` (1.0 for samplers without an accept/reject step).
 
 **Local MCMC** (chapter 4): one interface, :func:`sample`, with ``method`` one of
 
-* ``"rw_metropolis"``: random-walk Metropolis, proposal :math:`x' = x + s\,\xi`, :math:`s` = ``step_size``;
-* ``"langevin"``: the unadjusted Langevin algorithm (ULA), :math:`x' = x - \varepsilon\nabla E(x) + \sqrt{2\varepsilon}\,\xi`;
+* ``"rw_metropolis"``: random-walk Metropolis, proposal :math:`x' = x + s\,\xi`, :math:`s` =
+  ``step_size``;
+* ``"langevin"``: the unadjusted Langevin algorithm (ULA),
+  :math:`x' = x - \varepsilon\nabla E(x) + \sqrt{2\varepsilon}\,\xi`;
 * ``"mala"``: the same proposal, corrected by a Metropolis–Hastings test;
-* ``"hmc"``: Hamiltonian Monte Carlo with ``n_leapfrog`` leapfrog steps of size :math:`\varepsilon` and unit mass.
+* ``"hmc"``: Hamiltonian Monte Carlo with ``n_leapfrog`` leapfrog steps of size :math:`\varepsilon`
+  and unit mass.
 
-**Boxes.** With ``bounds=[(low, high), ...]`` every method targets the density *truncated* to the box,
-:math:`p(x)\propto e^{-E(x)}\,\mathbb 1[x\in B]`: ULA and random-walk proposals are reflected at the walls
-(:func:`reflect_into_box`; the reflected Gaussian random walk is a symmetric proposal, so random-walk Metropolis
-stays exact), and MALA and HMC reject a proposal that leaves the box (its target density is zero), so their
-Metropolis–Hastings test keeps the truncated density exactly invariant.
+**Boxes.** With ``bounds=[(low, high), ...]`` every method targets the density *truncated* to the
+box, :math:`p(x)\propto e^{-E(x)}\,\mathbb 1[x\in B]`: ULA and random-walk proposals are reflected
+at the walls (:func:`reflect_into_box`; the reflected Gaussian random walk is a symmetric proposal,
+so random-walk Metropolis stays exact), and MALA and HMC reject a proposal that leaves the box (its
+target density is zero), so their Metropolis–Hastings test keeps the truncated density exactly
+invariant.
 
-Each method is also a per-step kernel (:data:`KERNELS`) acting on a :class:`ChainState`, which carries the
-energies and input gradients of the current states so that no evaluation is repeated: MALA and HMC reuse the
-gradient computed at the end of the previous step. Persistent chains (PCD, :mod:`ebmlib.training`) advance a few
-steps at a time through :func:`sample` or :func:`step`. Input gradients are taken with
-:func:`torch.autograd.grad` with respect to ``x`` only, so the parameters' ``.grad`` is never touched.
+Each method is also a per-step kernel (:data:`KERNELS`) acting on a :class:`ChainState`, which
+carries the energies and input gradients of the current states so that no evaluation is repeated:
+MALA and HMC reuse the gradient computed at the end of the previous step. Persistent chains (PCD,
+:mod:`ebmlib.training`) advance a few steps at a time through :func:`sample` or :func:`step`. Input
+gradients are taken with :func:`torch.autograd.grad` with respect to ``x`` only, so the parameters'
+``.grad`` is never touched.
 
 **Independent-proposal samplers** (Section 6 of :cite:p:`ebmgradientnote`), built on a proposal
 :math:`q` that does not depend on the current state (see :mod:`ebmlib.proposals`):
 
-* :func:`independent_metropolis`: Metropolis–Hastings with an independent proposal. The acceptance probability
-  :math:`\min\{1, w(y')/w(y)\}` with :math:`w = \phi/q` needs no :math:`Z`.
+* :func:`independent_metropolis`: Metropolis–Hastings with an independent proposal. The acceptance
+  probability :math:`\min\{1, w(y')/w(y)\}` with :math:`w = \phi/q` needs no :math:`Z`.
 * :func:`importance_resampling`: importance sampling followed by multinomial resampling
   (sampling-importance-resampling).
 """
@@ -41,17 +46,39 @@ import numpy as np
 import torch
 
 from .partition import ess, log_partition_is
-from .validation import (check_batch, check_bounds, check_energy_output, check_generator, check_int,
-                         check_positive)
+from .validation import (
+    check_batch,
+    check_bounds,
+    check_energy_output,
+    check_generator,
+    check_int,
+    check_positive,
+)
 
-__all__ = ["ChainState", "KERNELS", "METHODS", "sample", "step", "init_state", "rw_metropolis_step", "langevin_step",
-           "mala_step", "hmc_step", "ula_gaussian_variance", "ula_gaussian_covariance", "independent_metropolis", "importance_resampling",
-           "Box", "reflect_into_box"]
+__all__ = [
+    "ChainState",
+    "KERNELS",
+    "METHODS",
+    "sample",
+    "step",
+    "init_state",
+    "rw_metropolis_step",
+    "langevin_step",
+    "mala_step",
+    "hmc_step",
+    "ula_gaussian_variance",
+    "ula_gaussian_covariance",
+    "independent_metropolis",
+    "importance_resampling",
+    "Box",
+    "reflect_into_box",
+]
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Local MCMC: kernels on a ChainState, and the one entry point sample()
-# ----------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ChainState:
@@ -74,7 +101,8 @@ class ChainState:
 
 @dataclass(frozen=True)
 class Box:
-    r"""An axis-aligned box :math:`\prod_i [\text{low}_i, \text{high}_i]`, as two tensors of shape ``(d,)``."""
+    r"""An axis-aligned box :math:`\prod_i [\text{low}_i, \text{high}_i]`, as two tensors of shape
+    ``(d,)``."""
 
     low: torch.Tensor
     high: torch.Tensor
@@ -85,7 +113,8 @@ class Box:
 
 
 def _as_box(bounds, d: int, dtype: torch.dtype) -> Box | None:
-    """``None``, a :class:`Box`, or a sequence of ``(low, high)`` pairs (one per dimension) -> ``Box`` or None."""
+    """``None``, a :class:`Box`, or a sequence of ``(low, high)`` pairs (one per dimension) ->
+    ``Box`` or None."""
     if bounds is None:
         return None
     if isinstance(bounds, Box):
@@ -94,19 +123,22 @@ def _as_box(bounds, d: int, dtype: torch.dtype) -> Box | None:
         return Box(bounds.low.to(dtype), bounds.high.to(dtype))
     pairs = check_bounds(bounds, "bounds")
     if len(pairs) != d:
-        raise ValueError(f"bounds must have one (low, high) pair per dimension ({d}), got {len(pairs)}")
+        raise ValueError(
+            f"bounds must have one (low, high) pair per dimension ({d}), got {len(pairs)}"
+        )
     t = torch.tensor(pairs, dtype=dtype)
     return Box(t[:, 0].contiguous(), t[:, 1].contiguous())
 
 
 def reflect_into_box(x: torch.Tensor, bounds) -> torch.Tensor:
-    r"""Fold points into a box by reflecting them at its walls (as often as needed), shape preserved.
+    r"""Fold points into a box by reflecting them at its walls (as often as needed), shape
+    preserved.
 
-    In each coordinate, with :math:`L = \text{high}-\text{low}` and :math:`u = (x-\text{low}) \bmod 2L`,
-    the result is :math:`\text{low} + \min(u, 2L-u)`: the position of a particle that bounces elastically
-    between the walls. The reflected Gaussian random walk :math:`x\mapsto \text{reflect}(x + s\xi)` has a
-    transition density that is symmetric in its two arguments (a sum over mirror images), so it leaves the
-    uniform density on the box invariant.
+    In each coordinate, with :math:`L = \text{high}-\text{low}` and
+    :math:`u = (x-\text{low}) \bmod 2L`, the result is :math:`\text{low} + \min(u, 2L-u)`: the
+    position of a particle that bounces elastically between the walls. The reflected Gaussian random
+    walk :math:`x\mapsto \text{reflect}(x + s\xi)` has a transition density that is symmetric in its
+    two arguments (a sum over mirror images), so it leaves the uniform density on the box invariant.
 
     Parameters
     ----------
@@ -143,7 +175,8 @@ def _energy_and_grad(energy_fn, x):
 
 
 def init_state(energy_fn: Callable, x0: torch.Tensor, *, need_grad: bool = True) -> ChainState:
-    """A :class:`ChainState` at ``x0`` with its energies (and input gradients when ``need_grad``)."""
+    """A :class:`ChainState` at ``x0`` with its energies (and input gradients when
+    ``need_grad``)."""
     x0 = check_batch(x0, "x0").detach()
     if need_grad:
         e, g = _energy_and_grad(energy_fn, x0)
@@ -157,14 +190,20 @@ def _accept(log_ratio: torch.Tensor, generator) -> torch.Tensor:
     return torch.log(u) < log_ratio
 
 
-def rw_metropolis_step(energy_fn: Callable, state: ChainState, *, step_size: float,
-                       generator: torch.Generator | None = None, bounds=None) -> tuple[ChainState, torch.Tensor]:
-    r"""One random-walk Metropolis step: propose :math:`x' = x + s\,\xi`, accept with :math:`\min\{1, e^{E(x)-E(x')}\}`.
+def rw_metropolis_step(
+    energy_fn: Callable,
+    state: ChainState,
+    *,
+    step_size: float,
+    generator: torch.Generator | None = None,
+    bounds=None,
+) -> tuple[ChainState, torch.Tensor]:
+    r"""One random-walk Metropolis step: propose :math:`x' = x + s\,\xi`, accept with
+    :math:`\min\{1, e^{E(x)-E(x')}\}`.
 
-    With ``bounds`` the proposal is reflected into the box (:func:`reflect_into_box`); the reflected proposal is
-    still symmetric, so the same test targets the truncated density. Returns the new state and the boolean
-    acceptance mask, shape ``(n_chains,)``. Needs no gradient.
-    """
+    With ``bounds`` the proposal is reflected into the box (:func:`reflect_into_box`); the reflected
+    proposal is still symmetric, so the same test targets the truncated density. Returns the new
+    state and the boolean acceptance mask, shape ``(n_chains,)``. Needs no gradient."""
     x = state.x
     box = _as_box(bounds, x.shape[1], x.dtype)
     e = state.energy if state.energy is not None else _energy(energy_fn, x)
@@ -177,15 +216,22 @@ def rw_metropolis_step(energy_fn: Callable, state: ChainState, *, step_size: flo
     return ChainState(x_next, torch.where(acc, e_new, e), None), acc
 
 
-def langevin_step(energy_fn: Callable, state: ChainState, *, step_size: float,
-                  generator: torch.Generator | None = None, bounds=None) -> tuple[ChainState, torch.Tensor]:
-    r"""One unadjusted Langevin step :math:`x' = x - \varepsilon\nabla E(x) + \sqrt{2\varepsilon}\,\xi`.
+def langevin_step(
+    energy_fn: Callable,
+    state: ChainState,
+    *,
+    step_size: float,
+    generator: torch.Generator | None = None,
+    bounds=None,
+) -> tuple[ChainState, torch.Tensor]:
+    r"""One unadjusted Langevin step
+    :math:`x' = x - \varepsilon\nabla E(x) + \sqrt{2\varepsilon}\,\xi`.
 
-    Every move is kept (no correction), so the chain targets a *biased* density whose error grows with
-    :math:`\varepsilon` (see :func:`ula_gaussian_variance`). With ``bounds`` the move is reflected into the box
-    (:func:`reflect_into_box`), a discretization of the Langevin diffusion reflected at the walls, whose
-    stationary density is :math:`e^{-E}` truncated to the box. Costs one gradient evaluation.
-    """
+    Every move is kept (no correction), so the chain targets a *biased* density whose error grows
+    with :math:`\varepsilon` (see :func:`ula_gaussian_variance`). With ``bounds`` the move is
+    reflected into the box (:func:`reflect_into_box`), a discretization of the Langevin diffusion
+    reflected at the walls, whose stationary density is :math:`e^{-E}` truncated to the box. Costs
+    one gradient evaluation."""
     x = state.x
     box = _as_box(bounds, x.shape[1], x.dtype)
     g = state.grad if state.grad is not None else _energy_and_grad(energy_fn, x)[1]
@@ -193,26 +239,38 @@ def langevin_step(energy_fn: Callable, state: ChainState, *, step_size: float,
     x_next = x - step_size * g + math.sqrt(2.0 * step_size) * noise
     if box is not None:
         x_next = reflect_into_box(x_next, box)
-    # the gradient at x_next is computed by the next step (not here), so a final step costs nothing extra
+    # the gradient at x_next is computed by the next step (not here), so a final step costs
+    # nothing extra
     return ChainState(x_next, None, None), torch.ones(x.shape[0], dtype=torch.bool)
 
 
-def mala_step(energy_fn: Callable, state: ChainState, *, step_size: float,
-              generator: torch.Generator | None = None, bounds=None) -> tuple[ChainState, torch.Tensor]:
+def mala_step(
+    energy_fn: Callable,
+    state: ChainState,
+    *,
+    step_size: float,
+    generator: torch.Generator | None = None,
+    bounds=None,
+) -> tuple[ChainState, torch.Tensor]:
     r"""One Metropolis-adjusted Langevin step.
 
-    The Langevin proposal :math:`x' \sim \mathcal N(x-\varepsilon\nabla E(x), 2\varepsilon I)` is accepted with
-    probability :math:`\min\{1, \exp[E(x)-E(x') + \log q(x\mid x') - \log q(x'\mid x)]\}`, with
-    :math:`\log q(b\mid a) = -\lVert b-a+\varepsilon\nabla E(a)\rVert^2/(4\varepsilon)` + const. Costs one gradient
-    evaluation: the gradient at the proposal is kept for the next step. With ``bounds`` a proposal outside the box
-    is rejected (the truncated target is zero there), which keeps the truncated density exactly invariant.
-    """
+    The Langevin proposal :math:`x' \sim \mathcal N(x-\varepsilon\nabla E(x), 2\varepsilon I)` is
+    accepted with probability
+    :math:`\min\{1, \exp[E(x)-E(x') + \log q(x\mid x') - \log q(x'\mid x)]\}`, with
+    :math:`\log q(b\mid a) = -\lVert b-a+\varepsilon\nabla E(a)\rVert^2/(4\varepsilon)` + const.
+    Costs one gradient evaluation: the gradient at the proposal is kept for the next step. With
+    ``bounds`` a proposal outside the box is rejected (the truncated target is zero there), which
+    keeps the truncated density exactly invariant."""
     x = state.x
     box = _as_box(bounds, x.shape[1], x.dtype)
     if state.energy is None or state.grad is None:
         state = ChainState(x, *_energy_and_grad(energy_fn, x))
     e, g = state.energy, state.grad
-    proposal = x - step_size * g + math.sqrt(2.0 * step_size) * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    proposal = (
+        x
+        - step_size * g
+        + math.sqrt(2.0 * step_size) * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    )
     e_new, g_new = _energy_and_grad(energy_fn, proposal)
     log_q_fwd = -((proposal - x + step_size * g) ** 2).sum(1) / (4 * step_size)
     log_q_bwd = -((x - proposal + step_size * g_new) ** 2).sum(1) / (4 * step_size)
@@ -220,15 +278,24 @@ def mala_step(energy_fn: Callable, state: ChainState, *, step_size: float,
     if box is not None:
         acc = acc & box.contains(proposal)
     keep = acc[:, None]
-    return ChainState(torch.where(keep, proposal, x), torch.where(acc, e_new, e), torch.where(keep, g_new, g)), acc
+    return ChainState(
+        torch.where(keep, proposal, x), torch.where(acc, e_new, e), torch.where(keep, g_new, g)
+    ), acc
 
 
-def hmc_step(energy_fn: Callable, state: ChainState, *, step_size: float, n_leapfrog: int = 10,
-             generator: torch.Generator | None = None, bounds=None) -> tuple[ChainState, torch.Tensor]:
+def hmc_step(
+    energy_fn: Callable,
+    state: ChainState,
+    *,
+    step_size: float,
+    n_leapfrog: int = 10,
+    generator: torch.Generator | None = None,
+    bounds=None,
+) -> tuple[ChainState, torch.Tensor]:
     r"""One Hamiltonian Monte Carlo step: ``n_leapfrog`` leapfrog steps, unit mass, then an MH test.
 
-    With momentum :math:`r\sim\mathcal N(0, I)` and :math:`H(x, r) = E(x) + \lVert r\rVert^2/2`, the leapfrog
-    integrator
+    With momentum :math:`r\sim\mathcal N(0, I)` and :math:`H(x, r) = E(x) + \lVert r\rVert^2/2`, the
+    leapfrog integrator
 
     .. math::
 
@@ -236,11 +303,11 @@ def hmc_step(energy_fn: Callable, state: ChainState, *, step_size: float, n_leap
         r \leftarrow r - \tfrac\varepsilon2\nabla E(x)
 
     is volume-preserving and reversible, so the end point is accepted with probability
-    :math:`\min\{1, e^{H_0 - H_L}\}`. The gradient at the start is the one kept from the previous step, so a step
-    costs exactly ``n_leapfrog`` gradient evaluations; each evaluation also returns the energy that the final
-    test needs. With ``bounds`` a trajectory that ends outside the box is rejected (the truncated target is zero
-    there), which keeps the truncated density exactly invariant.
-    """
+    :math:`\min\{1, e^{H_0 - H_L}\}`. The gradient at the start is the one kept from the previous
+    step, so a step costs exactly ``n_leapfrog`` gradient evaluations; each evaluation also returns
+    the energy that the final test needs. With ``bounds`` a trajectory that ends outside the box is
+    rejected (the truncated target is zero there), which keeps the truncated density exactly
+    invariant."""
     x = state.x
     box = _as_box(bounds, x.shape[1], x.dtype)
     if state.energy is None or state.grad is None:
@@ -260,11 +327,19 @@ def hmc_step(energy_fn: Callable, state: ChainState, *, step_size: float, n_leap
     if box is not None:
         acc = acc & box.contains(y)
     keep = acc[:, None]
-    return ChainState(torch.where(keep, y, x), torch.where(acc, e, e0), torch.where(keep, g, g0)), acc
+    return ChainState(
+        torch.where(keep, y, x), torch.where(acc, e, e0), torch.where(keep, g, g0)
+    ), acc
 
 
-#: The per-step kernels, by method name: ``kernel(energy_fn, state, *, step_size, generator, ...) -> (state, accepted)``.
-KERNELS = {"rw_metropolis": rw_metropolis_step, "langevin": langevin_step, "mala": mala_step, "hmc": hmc_step}
+#: The per-step kernels, by method name:
+#: ``kernel(energy_fn, state, *, step_size, generator, ...) -> (state, accepted)``.
+KERNELS = {
+    "rw_metropolis": rw_metropolis_step,
+    "langevin": langevin_step,
+    "mala": mala_step,
+    "hmc": hmc_step,
+}
 METHODS = tuple(KERNELS)
 
 
@@ -274,24 +349,49 @@ def _check_method(method) -> str:
     return method
 
 
-def step(energy_fn: Callable, state: ChainState, *, method: str, step_size: float,
-         generator: torch.Generator | None = None, n_leapfrog: int = 10,
-         bounds=None) -> tuple[ChainState, torch.Tensor]:
-    """Advance every chain by one step of ``method``; returns the new :class:`ChainState` and the acceptance mask.
+def step(
+    energy_fn: Callable,
+    state: ChainState,
+    *,
+    method: str,
+    step_size: float,
+    generator: torch.Generator | None = None,
+    n_leapfrog: int = 10,
+    bounds=None,
+) -> tuple[ChainState, torch.Tensor]:
+    """Advance every chain by one step of ``method``; returns the new :class:`ChainState` and the
+    acceptance mask.
 
-    ``bounds`` (optional, one ``(low, high)`` pair per dimension) restricts the target to a box, as in :func:`sample`.
-    """
+    ``bounds`` (optional, one ``(low, high)`` pair per dimension) restricts the target to a box, as
+    in :func:`sample`."""
     kernel = KERNELS[_check_method(method)]
     if method == "hmc":
-        return kernel(energy_fn, state, step_size=step_size, n_leapfrog=n_leapfrog, generator=generator,
-                      bounds=bounds)
+        return kernel(
+            energy_fn,
+            state,
+            step_size=step_size,
+            n_leapfrog=n_leapfrog,
+            generator=generator,
+            bounds=bounds,
+        )
     return kernel(energy_fn, state, step_size=step_size, generator=generator, bounds=bounds)
 
 
-def sample(energy_fn: Callable, x0: torch.Tensor, *, method: str, n_steps: int, step_size: float,
-           generator: torch.Generator | None = None, n_leapfrog: int = 10, return_chain: bool = False,
-           state: ChainState | None = None, bounds=None):
-    r"""Run ``n_chains`` Markov chains targeting :math:`p(x)\propto e^{-E(x)}` for ``n_steps`` steps.
+def sample(
+    energy_fn: Callable,
+    x0: torch.Tensor,
+    *,
+    method: str,
+    n_steps: int,
+    step_size: float,
+    generator: torch.Generator | None = None,
+    n_leapfrog: int = 10,
+    return_chain: bool = False,
+    state: ChainState | None = None,
+    bounds=None,
+):
+    r"""Run ``n_chains`` Markov chains targeting :math:`p(x)\propto e^{-E(x)}` for ``n_steps``
+    steps.
 
     Parameters
     ----------
@@ -304,20 +404,20 @@ def sample(energy_fn: Callable, x0: torch.Tensor, *, method: str, n_steps: int, 
         Number of steps (for HMC, of whole trajectories).
     step_size : float > 0
         The proposal standard deviation (``"rw_metropolis"``), :math:`\varepsilon` in
-        :math:`x' = x - \varepsilon\nabla E + \sqrt{2\varepsilon}\,\xi` (``"langevin"``, ``"mala"``), or the leapfrog
-        step (``"hmc"``).
+        :math:`x' = x - \varepsilon\nabla E + \sqrt{2\varepsilon}\,\xi` (``"langevin"``,
+        ``"mala"``), or the leapfrog step (``"hmc"``).
     generator : torch.Generator, optional
     n_leapfrog : int
         Leapfrog steps per HMC trajectory.
     return_chain : bool
         Also return every state in ``info["chain"]``, shape ``(n_steps, n_chains, d)``.
     state : ChainState, optional
-        The state returned by a previous call as ``info["state"]``; continuing from it reuses its energies and
-        gradients (``x0`` must then be ``state.x``).
+        The state returned by a previous call as ``info["state"]``; continuing from it reuses its
+        energies and gradients (``x0`` must then be ``state.x``).
     bounds : sequence of (low, high) pairs, optional
-        One pair per dimension: target :math:`e^{-E}` *truncated* to this box. ULA and random-walk moves are
-        reflected at the walls; MALA and HMC reject proposals outside it (see the module notes). ``x0`` must lie
-        in the box.
+        One pair per dimension: target :math:`e^{-E}` *truncated* to this box. ULA and random-walk
+        moves are reflected at the walls; MALA and HMC reject proposals outside it (see the module
+        notes). ``x0`` must lie in the box.
 
     Returns
     -------
@@ -325,8 +425,8 @@ def sample(energy_fn: Callable, x0: torch.Tensor, *, method: str, n_steps: int, 
         Final states.
     info : dict
         ``"acceptance_rate"`` (mean over steps and chains; 1.0 for ULA), ``"acceptance_per_chain"``
-        (shape ``(n_chains,)``), ``"n_grad_evals"`` (gradient evaluations per chain), ``"state"`` (the final
-        :class:`ChainState`) and, if asked, ``"chain"``.
+        (shape ``(n_chains,)``), ``"n_grad_evals"`` (gradient evaluations per chain), ``"state"``
+        (the final :class:`ChainState`) and, if asked, ``"chain"``.
 
     Raises
     ------
@@ -356,38 +456,48 @@ def sample(energy_fn: Callable, x0: torch.Tensor, *, method: str, n_steps: int, 
         if chain is not None:
             chain[t] = state.x
     if not bool(torch.isfinite(state.x).all()):
-        raise FloatingPointError(f"{method} chains reached NaN or infinite values: step_size={step_size} is too "
-                                 "large for this energy (or the energy is unbounded below)")
+        raise FloatingPointError(
+            f"{method} chains reached NaN or infinite values: step_size={step_size} is too "
+            "large for this energy (or the energy is unbounded below)"
+        )
     grads_per_step = {"rw_metropolis": 0, "langevin": 1, "mala": 1, "hmc": n_leapfrog}[method]
     rate = n_accepted.to(torch.float64) / n_steps
-    info = {"acceptance_rate": float(rate.mean()), "acceptance_per_chain": rate,
-            "n_grad_evals": grads_per_step * n_steps, "state": state}
+    info = {
+        "acceptance_rate": float(rate.mean()),
+        "acceptance_per_chain": rate,
+        "n_grad_evals": grads_per_step * n_steps,
+        "state": state,
+    }
     if chain is not None:
         info["chain"] = chain
     return state.x, info
 
 
 def ula_gaussian_variance(variance: float, step_size: float) -> float:
-    r"""Stationary variance of ULA on :math:`\mathcal N(\mu, \sigma^2)`: :math:`\sigma^2/(1-\varepsilon/(2\sigma^2))`.
+    r"""Stationary variance of ULA on :math:`\mathcal N(\mu, \sigma^2)`:
+    :math:`\sigma^2/(1-\varepsilon/(2\sigma^2))`.
 
-    ULA on this target is the AR(1) recursion :math:`x' - \mu = (1-\varepsilon/\sigma^2)(x-\mu) + \sqrt{2\varepsilon}\xi`,
-    whose stationary variance :math:`v` solves :math:`v = (1-\varepsilon/\sigma^2)^2 v + 2\varepsilon`. The chain is
-    stable only for :math:`\varepsilon < 2\sigma^2`; the bias is :math:`O(\varepsilon)`.
-    """
+    ULA on this target is the AR(1) recursion
+    :math:`x' - \mu = (1-\varepsilon/\sigma^2)(x-\mu) + \sqrt{2\varepsilon}\xi`, whose stationary
+    variance :math:`v` solves :math:`v = (1-\varepsilon/\sigma^2)^2 v + 2\varepsilon`. The chain is
+    stable only for :math:`\varepsilon < 2\sigma^2`; the bias is :math:`O(\varepsilon)`."""
     variance = check_positive(variance, "variance")
     step_size = check_positive(step_size, "step_size")
     if step_size >= 2 * variance:
-        raise ValueError(f"ULA diverges on this Gaussian for step_size >= 2*variance = {2 * variance}")
+        raise ValueError(
+            f"ULA diverges on this Gaussian for step_size >= 2*variance = {2 * variance}"
+        )
     return variance / (1.0 - step_size / (2.0 * variance))
 
 
 def ula_gaussian_covariance(covariance: torch.Tensor, step_size: float) -> torch.Tensor:
-    r"""Stationary covariance of ULA on :math:`\mathcal N(\mu, \Sigma)`: :math:`(A - \varepsilon A^2/2)^{-1}`, :math:`A=\Sigma^{-1}`.
+    r"""Stationary covariance of ULA on :math:`\mathcal N(\mu, \Sigma)`:
+    :math:`(A - \varepsilon A^2/2)^{-1}`, :math:`A=\Sigma^{-1}`.
 
     The d-dimensional form of :func:`ula_gaussian_variance`: the recursion
     :math:`x'-\mu = (I-\varepsilon A)(x-\mu) + \sqrt{2\varepsilon}\,\xi` has stationary covariance
-    :math:`V = 2\varepsilon\,[I-(I-\varepsilon A)^2]^{-1}`, since :math:`A` commutes with :math:`V`. Stable only for
-    :math:`\varepsilon < 2\lambda_\min(\Sigma)`.
+    :math:`V = 2\varepsilon\,[I-(I-\varepsilon A)^2]^{-1}`, since :math:`A` commutes with :math:`V`.
+    Stable only for :math:`\varepsilon < 2\lambda_\min(\Sigma)`.
 
     Parameters
     ----------
@@ -399,26 +509,39 @@ def ula_gaussian_covariance(covariance: torch.Tensor, step_size: float) -> torch
     -------
     torch.Tensor, shape (d, d)
     """
-    if not isinstance(covariance, torch.Tensor) or covariance.ndim != 2 or covariance.shape[0] != covariance.shape[1]:
+    if (
+        not isinstance(covariance, torch.Tensor)
+        or covariance.ndim != 2
+        or covariance.shape[0] != covariance.shape[1]
+    ):
         raise ValueError("covariance must be a square (d, d) tensor")
     step_size = check_positive(step_size, "step_size")
     lam_min = float(torch.linalg.eigvalsh(covariance)[0])
     if lam_min <= 0:
         raise ValueError("covariance must be positive definite")
     if step_size >= 2 * lam_min:
-        raise ValueError(f"ULA diverges on this Gaussian for step_size >= 2 * smallest eigenvalue = {2 * lam_min}")
+        raise ValueError(
+            "ULA diverges on this Gaussian for step_size >= 2 * smallest eigenvalue = "
+            f"{2 * lam_min}"
+        )
     precision = torch.linalg.inv(covariance)
     return torch.linalg.inv(precision - 0.5 * step_size * precision @ precision)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Independent-proposal samplers (Section 6)
-# ----------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
+
 
 def _check_proposal(proposal) -> None:
-    if not (callable(getattr(proposal, "sample", None)) and callable(getattr(proposal, "log_prob", None))):
-        raise TypeError("proposal must have sample(n, *, generator) and log_prob(y) methods "
-                        f"(see ebmlib.proposals), got {type(proposal).__name__}")
+    if not (
+        callable(getattr(proposal, "sample", None))
+        and callable(getattr(proposal, "log_prob", None))
+    ):
+        raise TypeError(
+            "proposal must have sample(n, *, generator) and log_prob(y) methods "
+            f"(see ebmlib.proposals), got {type(proposal).__name__}"
+        )
 
 
 def _log_weights(energy_fn: Callable, proposal, y: torch.Tensor) -> torch.Tensor:
@@ -430,16 +553,24 @@ def _log_weights(energy_fn: Callable, proposal, y: torch.Tensor) -> torch.Tensor
     return log_w
 
 
-def independent_metropolis(energy_fn: Callable, proposal, *, n_steps: int, n_chains: int = 1,
-                           x0: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                           return_chain: bool = False):
+def independent_metropolis(
+    energy_fn: Callable,
+    proposal,
+    *,
+    n_steps: int,
+    n_chains: int = 1,
+    x0: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    return_chain: bool = False,
+):
     r"""Metropolis–Hastings with an independent proposal :math:`q` (paper Section 6).
 
     At each step a candidate :math:`y'\sim q` replaces the state :math:`y` with probability
 
     .. math::
 
-        \alpha = \min\left\{1, \frac{\phi(y')\,q(y)}{\phi(y)\,q(y')}\right\} = \min\left\{1, \frac{w(y')}{w(y)}\right\},
+        \alpha = \min\left\{1, \frac{\phi(y')\,q(y)}{\phi(y)\,q(y')}\right\}
+        = \min\left\{1, \frac{w(y')}{w(y)}\right\},
         \qquad w = \phi / q ,
 
     in which :math:`Z` cancels. All candidates and their weights are computed in one batch; only the
@@ -466,8 +597,8 @@ def independent_metropolis(energy_fn: Callable, proposal, *, n_steps: int, n_cha
     x : torch.Tensor, shape (n_chains, d)
         Final states.
     info : dict
-        ``"acceptance_rate"`` (float), ``"acceptance_per_chain"`` (shape ``(n_chains,)``) and, if asked,
-        ``"chain"``.
+        ``"acceptance_rate"`` (float), ``"acceptance_per_chain"`` (shape ``(n_chains,)``) and, if
+        asked, ``"chain"``.
     """
     _check_proposal(proposal)
     n_steps = check_int(n_steps, "n_steps")
@@ -486,9 +617,11 @@ def independent_metropolis(energy_fn: Callable, proposal, *, n_steps: int, n_cha
     log_w_state = _log_weights(energy_fn, proposal, state)
     if bool((log_w_state == -float("inf")).all()):
         raise ValueError("the initial states have zero density under the model or the proposal")
-    log_u = torch.log(torch.rand(n_steps, n_chains, generator=generator, dtype=log_w_cand.dtype)).numpy()
-    # The recursion only needs log weights: run it on NumPy arrays, remember which candidate each chain holds
-    # (-1 for its initial state), and gather the states once at the end.
+    log_u = torch.log(
+        torch.rand(n_steps, n_chains, generator=generator, dtype=log_w_cand.dtype)
+    ).numpy()
+    # The recursion only needs log weights: run it on NumPy arrays, remember which candidate each
+    # chain holds (-1 for its initial state), and gather the states once at the end.
     lw_cand = log_w_cand.numpy()
     lw_state = log_w_state.numpy().copy()
     held = np.full(n_chains, -1, dtype=np.int64)
@@ -502,7 +635,7 @@ def independent_metropolis(energy_fn: Callable, proposal, *, n_steps: int, n_cha
             n_accepted += accept
             if history is not None:
                 history[t] = held
-    pool = torch.cat([state[None], candidates])                    # (n_steps + 1, n_chains, d); index 0 = start
+    pool = torch.cat([state[None], candidates])  # (n_steps + 1, n_chains, d); index 0 = start
     chains = torch.arange(n_chains)
     final = pool[torch.from_numpy(held) + 1, chains]
     rate = torch.from_numpy(n_accepted).to(log_w_cand.dtype) / n_steps
@@ -512,14 +645,21 @@ def independent_metropolis(energy_fn: Callable, proposal, *, n_steps: int, n_cha
     return final, info
 
 
-def importance_resampling(energy_fn: Callable, proposal, *, n_samples: int, n_proposals: int | None = None,
-                          generator: torch.Generator | None = None):
+def importance_resampling(
+    energy_fn: Callable,
+    proposal,
+    *,
+    n_samples: int,
+    n_proposals: int | None = None,
+    generator: torch.Generator | None = None,
+):
     r"""Importance sampling plus multinomial resampling (paper Section 6, Eq. 19–20).
 
-    Draw :math:`z_1,\dots,z_K \sim q`, weight them by :math:`w_k = \phi(z_k)/q(z_k)`, and resample ``n_samples``
-    points with replacement with probabilities :math:`\bar w_k = w_k/\sum_j w_j`. The result is approximately
-    distributed as :math:`p`; the approximation improves as :math:`K` grows and degrades as the weights become
-    uneven (small ESS), since then a few :math:`z_k` are repeated many times.
+    Draw :math:`z_1,\dots,z_K \sim q`, weight them by :math:`w_k = \phi(z_k)/q(z_k)`, and resample
+    ``n_samples`` points with replacement with probabilities :math:`\bar w_k = w_k/\sum_j w_j`. The
+    result is approximately distributed as :math:`p`; the approximation improves as :math:`K` grows
+    and degrades as the weights become uneven (small ESS), since then a few :math:`z_k` are repeated
+    many times.
 
     Parameters
     ----------
@@ -537,7 +677,8 @@ def importance_resampling(energy_fn: Callable, proposal, *, n_samples: int, n_pr
     x : torch.Tensor, shape (n_samples, d)
     info : dict
         ``"acceptance_rate"`` (1.0), ``"ess"`` of the weights, ``"log_partition"`` (the IS estimate
-        :math:`\log\hat Z` from the same draws) and ``"unique_fraction"`` (distinct points / ``n_samples``).
+        :math:`\log\hat Z` from the same draws) and ``"unique_fraction"`` (distinct points /
+        ``n_samples``).
     """
     _check_proposal(proposal)
     n_samples = check_int(n_samples, "n_samples")
@@ -546,7 +687,9 @@ def importance_resampling(energy_fn: Callable, proposal, *, n_samples: int, n_pr
     z = proposal.sample(n_proposals, generator=generator)
     log_w = _log_weights(energy_fn, proposal, z)
     if bool((log_w == -float("inf")).all()):
-        raise ValueError("every proposal draw has zero weight: the proposal misses the model's support")
+        raise ValueError(
+            "every proposal draw has zero weight: the proposal misses the model's support"
+        )
     probs = torch.softmax(log_w, dim=0)
     idx = torch.multinomial(probs, n_samples, replacement=True, generator=generator)
     info = {

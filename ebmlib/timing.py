@@ -14,7 +14,8 @@ __all__ = ["best_time"]
 
 
 def best_time(fn: Callable[[], object], *, repeats: int = 3, warmup: int = 1) -> float:
-    """Best wall-clock time in seconds of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls."""
+    """Best wall-clock time in seconds of ``repeats`` calls of ``fn()``, after ``warmup`` untimed
+    calls."""
     repeats = check_int(repeats, "repeats")
     warmup = check_int(warmup, "warmup", minimum=0)
     for _ in range(warmup):

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
+from ._progress import progress_bar
 from .samplers import sample
 from .validation import check_batch, check_generator, check_int, check_positive
-from ._progress import progress_bar
 
 __all__ = ["History", "ReplayBuffer", "train", "robbins_monro_schedule"]
 
@@ -44,8 +44,9 @@ class History(dict):
             self.setdefault(key, []).append(value)
 
     def record(self, step: int, logs: dict, callbacks) -> bool:
-        """Call ``callback(step, logs)`` for each callback (they may add entries), append ``logs``, and return
-        True (setting :attr:`stopped_early`) when any callback returned a truthy value."""
+        """Call ``callback(step, logs)`` for each callback (they may add entries), append ``logs``,
+        and return True (setting :attr:`stopped_early`) when any callback returned a truthy value.
+        """
         stop = False
         for callback in callbacks:
             stop = bool(callback(step, logs)) or stop
@@ -59,13 +60,15 @@ class History(dict):
 
 
 class ReplayBuffer:
-    r"""Persistent chains (PCD) or a replay buffer of negative samples, advanced by :func:`ebmlib.samplers.sample`.
+    r"""Persistent chains (PCD) or a replay buffer of negative samples, advanced by
+    :func:`ebmlib.samplers.sample`.
 
     Contrastive divergence restarts its chains at the data at every step; *persistent* CD
-    :cite:p:`tieleman2008` keeps them, so that across parameter updates they keep mixing toward the model. A
-    replay buffer :cite:p:`du2019implicit` generalizes this: it stores more states than a batch needs, draws a
-    random batch of them, restarts a fraction ``restart_prob`` of that batch from a fresh distribution (to keep
-    exploring), advances the batch a few MCMC steps and writes it back.
+    :cite:p:`tieleman2008` keeps them, so that across parameter updates they keep mixing toward the
+    model. A replay buffer :cite:p:`du2019implicit` generalizes this: it stores more states than a
+    batch needs, draws a random batch of them, restarts a fraction ``restart_prob`` of that batch
+    from a fresh distribution (to keep exploring), advances the batch a few MCMC steps and writes it
+    back.
 
     * ``size == batch`` and ``restart_prob == 0``: plain PCD, every chain advanced at every step.
     * ``size > batch`` and ``restart_prob > 0``: the replay buffer of :cite:t:`du2019implicit`.
@@ -88,26 +91,44 @@ class ReplayBuffer:
         Fresh restarts so far.
     """
 
-    def __init__(self, initial: torch.Tensor, *, restart_fn: Callable | None = None, restart_prob: float = 0.0):
+    def __init__(
+        self,
+        initial: torch.Tensor,
+        *,
+        restart_fn: Callable | None = None,
+        restart_prob: float = 0.0,
+    ):
         self.states = check_batch(initial, "initial").detach().clone()
         restart_prob = check_positive(restart_prob, "restart_prob", allow_zero=True)
         if restart_prob > 1:
             raise ValueError(f"restart_prob must lie in [0, 1], got {restart_prob}")
         if restart_prob > 0 and not callable(restart_fn):
-            raise ValueError("restart_prob > 0 needs a restart_fn(n, generator) giving fresh states")
+            raise ValueError(
+                "restart_prob > 0 needs a restart_fn(n, generator) giving fresh states"
+            )
         self.restart_fn, self.restart_prob, self.n_restarts = restart_fn, restart_prob, 0
 
     def __len__(self) -> int:
         return self.states.shape[0]
 
-    def negatives(self, energy_fn: Callable, n: int | None = None, *, method: str, n_steps: int, step_size: float,
-                  generator: torch.Generator | None = None, n_leapfrog: int = 10,
-                  bounds=None) -> tuple[torch.Tensor, dict]:
-        """Draw ``n`` states (all of them, in order, by default), restart some, advance them, store and return them.
+    def negatives(
+        self,
+        energy_fn: Callable,
+        n: int | None = None,
+        *,
+        method: str,
+        n_steps: int,
+        step_size: float,
+        generator: torch.Generator | None = None,
+        n_leapfrog: int = 10,
+        bounds=None,
+    ) -> tuple[torch.Tensor, dict]:
+        """Draw ``n`` states (all of them, in order, by default), restart some, advance them, store
+        and return them.
 
         ``method``, ``n_steps``, ``step_size``, ``n_leapfrog`` and ``bounds`` are passed to
-        :func:`ebmlib.samplers.sample`; with ``bounds`` the chains stay in the box, so the buffer samples the model
-        truncated to it (the stored and restarted states must lie in the box).
+        :func:`ebmlib.samplers.sample`; with ``bounds`` the chains stay in the box, so the buffer
+        samples the model truncated to it (the stored and restarted states must lie in the box).
 
         Returns
         -------
@@ -128,8 +149,16 @@ class ReplayBuffer:
             if n_restarted:
                 x[fresh] = self.restart_fn(n_restarted, generator).to(x.dtype)
                 self.n_restarts += n_restarted
-        x, info = sample(energy_fn, x, method=method, n_steps=n_steps, step_size=step_size, generator=generator,
-                         n_leapfrog=n_leapfrog, bounds=bounds)
+        x, info = sample(
+            energy_fn,
+            x,
+            method=method,
+            n_steps=n_steps,
+            step_size=step_size,
+            generator=generator,
+            n_leapfrog=n_leapfrog,
+            bounds=bounds,
+        )
         self.states[idx] = x
         info["n_restarted"] = n_restarted
         return x, info
@@ -147,7 +176,9 @@ def robbins_monro_schedule(kappa: float = 1.0, t0: float = 1.0) -> Callable[[int
     """
     kappa = check_positive(kappa, "kappa")
     if not 0.5 < kappa <= 1.0:
-        raise ValueError(f"kappa must lie in (0.5, 1] for the Robbins-Monro conditions, got {kappa}")
+        raise ValueError(
+            f"kappa must lie in (0.5, 1] for the Robbins-Monro conditions, got {kappa}"
+        )
     t0 = check_positive(t0, "t0")
     return lambda t: (1.0 + t / t0) ** (-kappa)
 
@@ -159,14 +190,25 @@ def _make_optimizer(optimizer, params, learning_rate, momentum):
         return torch.optim.SGD(params, lr=learning_rate, momentum=momentum)
     if optimizer == "adam":
         return torch.optim.Adam(params, lr=learning_rate)
-    raise ValueError(f"optimizer must be 'sgd', 'adam' or a torch.optim.Optimizer, got {optimizer!r}")
+    raise ValueError(
+        f"optimizer must be 'sgd', 'adam' or a torch.optim.Optimizer, got {optimizer!r}"
+    )
 
 
-def train(loss_fn: Callable[[int], torch.Tensor | tuple], parameters: Iterable[torch.Tensor], *, n_steps: int,
-          learning_rate: float = 1e-2, optimizer="sgd", momentum: float = 0.0,
-          schedule: Callable[[int], float] | None = None, grad_clip: float | None = None,
-          callbacks: Sequence[Callable[[int, dict], object]] = (), progress: bool | None = None,
-          desc: str = "training") -> History:
+def train(
+    loss_fn: Callable[[int], torch.Tensor | tuple],
+    parameters: Iterable[torch.Tensor],
+    *,
+    n_steps: int,
+    learning_rate: float = 1e-2,
+    optimizer="sgd",
+    momentum: float = 0.0,
+    schedule: Callable[[int], float] | None = None,
+    grad_clip: float | None = None,
+    callbacks: Sequence[Callable[[int, dict], object]] = (),
+    progress: bool | None = None,
+    desc: str = "training",
+) -> History:
     r"""Minimize ``loss_fn`` by ``n_steps`` gradient steps and return the :class:`History`.
 
     Parameters
@@ -217,7 +259,7 @@ def train(loss_fn: Callable[[int], torch.Tensor | tuple], parameters: Iterable[t
     for step in progress_bar(range(n_steps), total=n_steps, desc=desc, progress=progress):
         opt.zero_grad(set_to_none=True)
         out = loss_fn(step)
-        loss, logs = (out if isinstance(out, tuple) else (out, {}))
+        loss, logs = out if isinstance(out, tuple) else (out, {})
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError("loss_fn must return a scalar tensor (or a (loss, logs) pair)")
         loss_value = float(loss.detach())
@@ -234,7 +276,9 @@ def train(loss_fn: Callable[[int], torch.Tensor | tuple], parameters: Iterable[t
         if scheduler is not None:
             scheduler.step()
         record = {"step": step, "loss": loss_value, "lr": lr}
-        record.update({k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in logs.items()})
+        record.update(
+            {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in logs.items()}
+        )
         if history.record(step, record, callbacks):
             break
     return history

@@ -103,7 +103,9 @@ def check_energy_output(e: torch.Tensor, n: int, name: str = "energy_fn") -> tor
 def check_bounds(bounds, name: str = "bounds") -> list[tuple[float, float]]:
     """Validate integration bounds: a sequence of ``(low, high)`` pairs, one per dimension."""
     if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__"):
-        raise TypeError(f"{name} must be a sequence of (low, high) pairs, got {type(bounds).__name__}")
+        raise TypeError(
+            f"{name} must be a sequence of (low, high) pairs, got {type(bounds).__name__}"
+        )
     if len(bounds) == 2 and all(isinstance(b, numbers.Real) for b in bounds):
         bounds = [bounds]  # a single pair for 1-D
     out = []

@@ -1,14 +1,22 @@
-"""Annealed importance sampling and its reverse against the exact log Z and log-likelihood of enumerable RBMs."""
+"""Annealed importance sampling and its reverse against the exact log Z and log-likelihood of
+enumerable RBMs."""
 
 import math
 
 import pytest
 import torch
 
+from conftest import Z_TOL
 from ebmlib.data import load_digits_binary
 from ebmlib.exact import binary_states
-from ebmlib.partition import (ais_log_partition, ais_schedule, base_rate_bias, log_mean_exp_with_stderr,
-                              published_ais_schedule, reverse_ais)
+from ebmlib.partition import (
+    ais_log_partition,
+    ais_schedule,
+    base_rate_bias,
+    log_mean_exp_with_stderr,
+    published_ais_schedule,
+    reverse_ais,
+)
 from ebmlib.rbm import BernoulliRBM
 
 
@@ -24,8 +32,14 @@ def random_rbm(n_visible, n_hidden, seed, scale=1.0):
 def digits_rbm():
     train, test = load_digits_binary()
     rbm = BernoulliRBM(64, 16, generator=torch.Generator().manual_seed(0))
-    rbm.fit(train, n_epochs=20, batch_size=20, learning_rate=0.05, generator=torch.Generator().manual_seed(1),
-            progress=False)
+    rbm.fit(
+        train,
+        n_epochs=20,
+        batch_size=20,
+        learning_rate=0.05,
+        generator=torch.Generator().manual_seed(1),
+        progress=False,
+    )
     return rbm, train, test
 
 
@@ -39,42 +53,62 @@ def test_published_schedule():
     assert torch.equal(ais_schedule(14501), s)
     for n in (2, 3, 5, 100, 1001):
         t = ais_schedule(n)
-        assert t.shape == (n,) and float(t[0]) == 0.0 and float(t[-1]) == 1.0 and bool((torch.diff(t) > 0).all())
+        assert (
+            t.shape == (n,)
+            and float(t[0]) == 0.0
+            and float(t[-1]) == 1.0
+            and bool((torch.diff(t) > 0).all())
+        )
 
 
 def test_ais_is_exact_for_zero_parameters():
     rbm = BernoulliRBM(10, 6, weight_scale=0.0)
-    log_z, se = ais_log_partition(rbm, n_runs=5, betas=50, generator=torch.Generator().manual_seed(0))
+    log_z, se = ais_log_partition(
+        rbm, n_runs=5, betas=50, generator=torch.Generator().manual_seed(0)
+    )
     assert float(log_z) == pytest.approx(16 * math.log(2), abs=1e-12) and float(se) == 0.0
     assert float(rbm.log_partition_exact()) == pytest.approx(16 * math.log(2), abs=1e-12)
     # the reverse estimate is exact too: log p(v) = -n_v log 2 for every v
-    lp = reverse_ais(rbm, binary_states(10)[::97], betas=50, generator=torch.Generator().manual_seed(0))
+    lp = reverse_ais(
+        rbm, binary_states(10)[::97], betas=50, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.allclose(lp, torch.full_like(lp, -10 * math.log(2)), atol=1e-12)
 
 
 def test_base_rate_model_is_exact_for_an_independent_model():
     """With W = 0 and visible biases equal to the base-rate biases, every AIS weight is the same."""
-    data = torch.bernoulli(torch.full((50, 8), 0.3, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+    data = torch.bernoulli(
+        torch.full((50, 8), 0.3, dtype=torch.float64), generator=torch.Generator().manual_seed(1)
+    )
     rbm = BernoulliRBM(8, 4, weight_scale=0.0)
     rbm.visible_bias = base_rate_bias(data)
-    log_z, se = ais_log_partition(rbm, n_runs=4, betas=20, data=data, generator=torch.Generator().manual_seed(2))
-    assert float(log_z) == pytest.approx(float(rbm.log_partition_exact()), abs=1e-12) and float(se) < 1e-12
+    log_z, se = ais_log_partition(
+        rbm, n_runs=4, betas=20, data=data, generator=torch.Generator().manual_seed(2)
+    )
+    assert (
+        float(log_z) == pytest.approx(float(rbm.log_partition_exact()), abs=1e-12)
+        and float(se) < 1e-12
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ais_is_within_its_standard_error_of_the_exact_log_partition(seed):
     rbm = random_rbm(12, 8, seed)
     exact = float(rbm.log_partition_exact())
-    log_z, se = ais_log_partition(rbm, n_runs=200, betas=1000, generator=torch.Generator().manual_seed(10 + seed))
+    log_z, se = ais_log_partition(
+        rbm, n_runs=200, betas=1000, generator=torch.Generator().manual_seed(10 + seed)
+    )
     assert float(se) < 0.05
-    assert abs(float(log_z) - exact) < 4.5 * float(se)
+    assert abs(float(log_z) - exact) < Z_TOL * float(se)
 
 
 def test_ais_on_a_trained_digits_rbm(digits_rbm):
     rbm, train, _ = digits_rbm
     exact = float(rbm.log_partition_exact())
-    log_z, se = ais_log_partition(rbm, n_runs=100, betas=3000, data=train, generator=torch.Generator().manual_seed(3))
-    assert abs(float(log_z) - exact) < max(4.5 * float(se), 1e-3)
+    log_z, se = ais_log_partition(
+        rbm, n_runs=100, betas=3000, data=train, generator=torch.Generator().manual_seed(3)
+    )
+    assert abs(float(log_z) - exact) < max(Z_TOL * float(se), 1e-3)
     assert abs(float(log_z) - exact) < 0.05
 
 
@@ -85,24 +119,37 @@ def test_ais_standard_error_describes_the_spread_of_repeated_estimates():
     runs = [ais_log_partition(rbm, n_runs=50, betas=100, generator=g) for _ in range(40)]
     errors = torch.tensor([float(lz) - exact for lz, _ in runs])
     ses = torch.tensor([float(se) for _, se in runs])
-    # the reported SE matches the observed spread within a factor 2, and the mean error is within 4.5 SE of it
+    # the mean error is within Z_TOL SE of zero; the reported SE, a delta-method approximation,
+    # matches the observed spread within a factor 2 (a bound on the approximation, not a Monte-Carlo
+    # tolerance: the sample sd of 40 errors is itself known to +-11%)
     assert 0.5 < float(errors.std() / ses.mean()) < 2.0
-    assert abs(float(errors.mean())) < 4.5 * float(errors.std()) / math.sqrt(40)
+    assert abs(float(errors.mean())) < Z_TOL * float(errors.std()) / math.sqrt(40)
 
 
 def test_per_run_log_weights_give_the_estimate_and_its_standard_error():
     rbm = random_rbm(8, 5, seed=8)
-    log_z, se, log_w = ais_log_partition(rbm, n_runs=40, betas=50, return_log_weights=True,
-                                         generator=torch.Generator().manual_seed(9))
+    log_z, se, log_w = ais_log_partition(
+        rbm,
+        n_runs=40,
+        betas=50,
+        return_log_weights=True,
+        generator=torch.Generator().manual_seed(9),
+    )
     assert log_w.shape == (40,)
     again, se_again = log_mean_exp_with_stderr(log_w)
-    assert float(again) == pytest.approx(float(log_z), abs=1e-12) and float(se_again) == pytest.approx(float(se))
+    assert float(again) == pytest.approx(float(log_z), abs=1e-12) and float(
+        se_again
+    ) == pytest.approx(float(se))
     # against a direct computation in linear space
     w = torch.exp(log_w)
     assert float(log_z) == pytest.approx(math.log(float(w.mean())), abs=1e-12)
     assert float(se) == pytest.approx(float(w.std() / (math.sqrt(40) * w.mean())), rel=1e-10)
     groups, group_se = log_mean_exp_with_stderr(log_w.view(4, 10))
     assert groups.shape == (4,) and group_se.shape == (4,)
+    for i, row in enumerate(log_w.view(4, 10)):  # row by row, the same as one call per row
+        one, one_se = log_mean_exp_with_stderr(row)
+        assert float(groups[i]) == pytest.approx(float(one), abs=1e-12)
+        assert float(group_se[i]) == pytest.approx(float(one_se), rel=1e-12)
     with pytest.raises(ValueError, match="log_w"):
         log_mean_exp_with_stderr(torch.tensor([float("nan"), 0.0]))
 
@@ -113,10 +160,14 @@ def test_reverse_ais_approaches_the_exact_log_likelihood_from_below(digits_rbm):
     g = torch.Generator().manual_seed(6)
     coarse = reverse_ais(rbm, test, betas=30, data=train, generator=g) - exact
     fine = reverse_ais(rbm, test, betas=2000, data=train, generator=g) - exact
-    # a stochastic lower bound: the average gap is negative beyond its standard error, and shrinks with the schedule
-    se = lambda d: float(d.std()) / math.sqrt(d.numel())
-    assert float(coarse.mean()) < -4.5 * se(coarse)
-    assert float(fine.mean()) < 4.5 * se(fine)
+
+    # a stochastic lower bound: the average gap is negative beyond its standard error, and shrinks
+    # with the schedule
+    def se(d):
+        return float(d.std()) / math.sqrt(d.numel())
+
+    assert float(coarse.mean()) < -Z_TOL * se(coarse)
+    assert float(fine.mean()) < Z_TOL * se(fine)
     assert abs(float(fine.mean())) < 0.05 < abs(float(coarse.mean()))
 
 

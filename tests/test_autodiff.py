@@ -10,8 +10,8 @@ def test_energy_gradients_match_closed_form_for_gaussian(gen):
     x = torch.randn(9, 1, generator=gen, dtype=torch.float64)
     G = energy_gradients(g, x)
     assert parameter_names(g) == ["mean", "scale_tril"]
-    torch.testing.assert_close(G[:, 0], -(x[:, 0] - 0.4) / 1.5 ** 2)
-    torch.testing.assert_close(G[:, 1], -(x[:, 0] - 0.4) ** 2 / 1.5 ** 3)
+    torch.testing.assert_close(G[:, 0], -(x[:, 0] - 0.4) / 1.5**2)
+    torch.testing.assert_close(G[:, 1], -((x[:, 0] - 0.4) ** 2) / 1.5**3)
 
 
 def test_energy_gradients_rows_sum_to_gradient_of_sum(gen):
@@ -29,7 +29,11 @@ def test_energy_input_grad_and_no_parameter_grad_leak(gen):
     g = GaussianEnergy([0.0, 1.0], [2.0, 0.5])
     x = torch.randn(5, 2, generator=gen, dtype=torch.float64)
     e, gx = energy_input_grad(g, x)
-    torch.testing.assert_close(gx, (x - torch.tensor([0.0, 1.0], dtype=torch.float64)) / torch.tensor([4.0, 0.25], dtype=torch.float64))
+    torch.testing.assert_close(
+        gx,
+        (x - torch.tensor([0.0, 1.0], dtype=torch.float64))
+        / torch.tensor([4.0, 0.25], dtype=torch.float64),
+    )
     torch.testing.assert_close(e, g(x).detach())
     assert all(p.grad is None for p in g.parameters())
 

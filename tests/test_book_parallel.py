@@ -14,6 +14,7 @@ def _fit(seed):
         with torch.no_grad():
             model.weight.copy_(torch.randn(1, 3, generator=g))
         return model, torch.randn(5, generator=g)
+
     return task
 
 
@@ -32,6 +33,7 @@ def test_forked_results_equal_sequential_ones_in_order():
 def test_a_failing_task_raises_its_error():
     def broken():
         raise ValueError("step_size must be positive")
+
     with pytest.raises(ValueError, match="step_size"):
         run_in_processes({"ok": _fit(0), "bad": broken}, n_jobs=2)
 

@@ -14,7 +14,9 @@ def _requirements():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[A-Za-z0-9_.+\-]+", line), f"not an exact pin: {line!r}"
+        assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[A-Za-z0-9_.+\-]+", line), (
+            f"not an exact pin: {line!r}"
+        )
         name, version = line.split("==")
         pins[name.lower().replace("_", "-")] = version
     return pins

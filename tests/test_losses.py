@@ -12,8 +12,8 @@ def test_cd_loss_gradient_is_positive_minus_negative_phase(gen):
     grads = torch.autograd.grad(loss, [g.mean, g.scale_tril])
     mu, s = 0.3, 1.2
     # dE/dmu = -(x-mu)/s^2, dE/ds = -(x-mu)^2/s^3
-    exp_mu = (-(x_pos - mu) / s ** 2).mean() - (-(x_neg.detach() - mu) / s ** 2).mean()
-    exp_s = (-(x_pos - mu) ** 2 / s ** 3).mean() - (-(x_neg.detach() - mu) ** 2 / s ** 3).mean()
+    exp_mu = (-(x_pos - mu) / s**2).mean() - (-(x_neg.detach() - mu) / s**2).mean()
+    exp_s = (-((x_pos - mu) ** 2) / s**3).mean() - (-((x_neg.detach() - mu) ** 2) / s**3).mean()
     assert float(grads[0]) == pytest.approx(float(exp_mu), abs=1e-12)
     assert float(grads[1].sum()) == pytest.approx(float(exp_s), abs=1e-12)
 

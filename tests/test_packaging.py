@@ -1,13 +1,15 @@
 """The package and the repository as a reader outside it meets them.
 
 * one repository address, written in ``_config.yml``, ``CITATION.cff`` and ``pyproject.toml``;
-* one version, in ``pyproject.toml``, ``CITATION.cff``, ``ebmlib.__version__``, the CHANGELOG and every chapter's
-  install cell;
-* ``CITATION.cff`` validates (cffconvert) and every GitHub workflow passes actionlint (both from ``.venv-tools``,
-  which ``make`` installs from ``requirements-tools.txt``);
-* the floors of pyproject's ranges are the versions ``tests/floors.txt`` pins (``make test-floors`` runs on them);
+* one version, in ``pyproject.toml``, ``CITATION.cff``, ``ebmlib.__version__``, the CHANGELOG and
+  every chapter's install cell;
+* ``CITATION.cff`` validates (cffconvert) and every GitHub workflow passes actionlint (both from
+  ``.venv-tools``, which ``make`` installs from ``requirements-tools.txt``);
+* the floors of pyproject's ranges are the versions ``tests/floors.txt`` pins (``make test-floors``
+  runs on them);
 * no package-index host is named anywhere in the repository;
-* (slow) the wheel, installed into a fresh virtual environment, runs a chapter copied alone into an empty folder.
+* (slow) the wheel, installed into a fresh virtual environment, runs a chapter copied alone into an
+  empty folder.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ def _tool(name: str) -> str:
         return str(path)
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} is not installed: run `make tools` (it installs requirements-tools.txt into "
-                    ".venv-tools)")
+        pytest.fail(
+            f"{name} is not installed: run `make tools` (it installs requirements-tools.txt into "
+            ".venv-tools)"
+        )
     return found
 
 
@@ -72,8 +76,11 @@ def test_set_repository_url_rewrites_every_copy(tmp_path):
     (tmp_path / "tools").mkdir()
     shutil.copy(ROOT / "tools" / "set_repository_url.py", tmp_path / "tools")
     fork = "https://github.com/Someone/ebm-fork"
-    subprocess.run([sys.executable, str(tmp_path / "tools" / "set_repository_url.py"), fork], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(tmp_path / "tools" / "set_repository_url.py"), fork],
+        check=True,
+        capture_output=True,
+    )
     assert yaml.safe_load((tmp_path / "_config.yml").read_text())["repository"]["url"] == fork
     cff = yaml.safe_load((tmp_path / "CITATION.cff").read_text())
     assert cff["repository-code"] == fork and cff["url"] == "https://someone.github.io/ebm-fork/"
@@ -87,8 +94,12 @@ def test_one_version_everywhere():
     cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     assert str(cff["version"]) == VERSION
     assert ebmlib.__version__ == VERSION
-    releases = re.findall(r"^## \[(\d+\.\d+\.\d+)\]", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
-    assert releases and releases[0] == VERSION, "the CHANGELOG's newest release is the package version"
+    releases = re.findall(
+        r"^## \[(\d+\.\d+\.\d+)\]", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE
+    )
+    assert releases and releases[0] == VERSION, (
+        "the CHANGELOG's newest release is the package version"
+    )
     for path in CHAPTERS:
         cells = json.loads(path.read_text())["cells"]
         install = [c for c in cells if c.get("id") == "install-ebmlib"]
@@ -100,31 +111,42 @@ def test_install_cell_is_hidden_second_and_a_no_op_here():
     for path in CHAPTERS:
         code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
         assert "parameters" in code[0]["metadata"].get("tags", []), path.name
-        assert code[1].get("id") == "install-ebmlib", f"{path.name}: the install cell follows the parameters"
-        assert "remove-cell" in code[1]["metadata"].get("tags", []), f"{path.name}: hidden in the page"
+        assert code[1].get("id") == "install-ebmlib", (
+            f"{path.name}: the install cell follows the parameters"
+        )
+        assert "remove-cell" in code[1]["metadata"].get("tags", []), (
+            f"{path.name}: hidden in the page"
+        )
         assert not code[1].get("outputs"), f"{path.name}: the install cell printed something here"
         namespace: dict = {}
-        exec("".join(code[1]["source"]), namespace)      # ebmlib is importable: nothing is installed
+        exec("".join(code[1]["source"]), namespace)  # ebmlib is importable: nothing is installed
         assert "_cmd" not in namespace
 
 
 def test_citation_cff_validates():
-    proc = subprocess.run([_tool("cffconvert"), "--validate", "-i", str(ROOT / "CITATION.cff")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [_tool("cffconvert"), "--validate", "-i", str(ROOT / "CITATION.cff")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_every_workflow_passes_actionlint():
     workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
     assert {p.stem for p in workflows} >= {"ci", "book", "release"}
-    proc = subprocess.run([_tool("actionlint"), *map(str, workflows)], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [_tool("actionlint"), *map(str, workflows)], capture_output=True, text=True, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
     assert any("make test" == step.get("run") for step in ci["jobs"]["test"]["steps"])
     book = (ROOT / ".github" / "workflows" / "book.yml").read_text()
     assert "actions/upload-pages-artifact" in book and "actions/deploy-pages" in book
     release = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
-    assert release["jobs"]["publish"]["permissions"] == {"id-token": "write"}, "trusted publishing (OIDC)"
+    assert release["jobs"]["publish"]["permissions"] == {"id-token": "write"}, (
+        "trusted publishing (OIDC)"
+    )
     assert "password" not in json.dumps(release), "no stored token"
 
 
@@ -139,21 +161,31 @@ def test_floors_are_pinned_for_test_floors():
         if line.strip() and not line.startswith("#"):
             name, version = line.split("==")
             floors[name.lower()] = version
-    ranges = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["book"]
+    ranges = (
+        PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["book"]
+    )
     for requirement in ranges:
         name, floor = _floor(requirement)
-        if name in ("myst-nb", "ipykernel"):          # only the chapters import them, not the unit tests
+        if name in ("myst-nb", "ipykernel"):  # only the chapters import them, not the unit tests
             continue
         assert name in floors, f"tests/floors.txt does not pin {name}"
         pinned = tuple(int(p) for p in floors[name].split("."))
         assert pinned[: len(floor.split("."))] == tuple(int(p) for p in floor.split(".")), (
-            f"{name}: pyproject's floor {floor} is not the tested version {floors[name]}")
+            f"{name}: pyproject's floor {floor} is not the tested version {floors[name]}"
+        )
 
 
 def test_no_package_index_host_is_named():
-    hosts = ["pypi" + ".org", "pythonhosted" + ".org", "download" + ".pytorch.org", "anaconda" + ".org",
-             "conda" + ".anaconda"]
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    hosts = [
+        "pypi" + ".org",
+        "pythonhosted" + ".org",
+        "download" + ".pytorch.org",
+        "anaconda" + ".org",
+        "conda" + ".anaconda",
+    ]
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
     for name in files:
         path = ROOT / name
         if path.suffix in {".png", ".ipynb"} or not path.is_file():
@@ -172,26 +204,58 @@ def test_binder_installs_cpu_torch_and_ebmlib_from_the_repository():
 
 @pytest.mark.slow
 def test_wheel_runs_a_chapter_from_an_empty_folder(tmp_path):
-    """Build the wheel, install it into a fresh venv, and run chapter 8 (it loads the packaged data) alone."""
+    """Build the wheel, install it into a fresh venv, and run chapter 8 (it loads the packaged data)
+    alone."""
     dist = tmp_path / "dist"
-    subprocess.run([_tool("python"), "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [_tool("python"), "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
     wheel = next(dist.glob("ebmlib-*.whl"))
-    subprocess.run([_tool("twine"), "check", "--strict", str(wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [_tool("twine"), "check", "--strict", str(wheel)], check=True, capture_output=True
+    )
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    f"{wheel}[book]", "papermill", "-c", str(ROOT / "requirements.txt")], check=True)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"{wheel}[book]",
+            "papermill",
+            "-c",
+            str(ROOT / "requirements.txt"),
+        ],
+        check=True,
+    )
     empty = tmp_path / "reader"
     empty.mkdir()
     chapter = empty / "08_rbm_ais.ipynb"
     shutil.copy(ROOT / "book" / chapter.name, chapter)
-    proc = subprocess.run([str(python), "-m", "papermill", chapter.name, "out.ipynb", "-k", "python3"],
-                          cwd=empty, capture_output=True, text=True, timeout=600,
-                          env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "EBMLIB_PROGRESS": "0",
-                               "HOME": str(tmp_path)})
+    proc = subprocess.run(
+        [str(python), "-m", "papermill", chapter.name, "out.ipynb", "-k", "python3"],
+        cwd=empty,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+            "EBMLIB_PROGRESS": "0",
+            "HOME": str(tmp_path),
+        },
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    where = subprocess.run([str(python), "-c", "import ebmlib; print(ebmlib.__file__)"], cwd=empty,
-                           capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [str(python), "-c", "import ebmlib; print(ebmlib.__file__)"],
+        cwd=empty,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert str(venv) in where, "the chapter ran on the installed wheel, not on the repository"

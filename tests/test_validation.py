@@ -3,8 +3,16 @@ import math
 import pytest
 import torch
 
-from ebmlib.validation import (check_batch, check_bounds, check_energy_output, check_finite, check_generator,
-                               check_int, check_positive, check_tensor)
+from ebmlib.validation import (
+    check_batch,
+    check_bounds,
+    check_energy_output,
+    check_finite,
+    check_generator,
+    check_int,
+    check_positive,
+    check_tensor,
+)
 
 
 def test_check_batch_accepts_and_rejects():
@@ -26,9 +34,18 @@ def test_check_batch_accepts_and_rejects():
         check_finite(torch.tensor([float("nan")]), "y")
 
 
-@pytest.mark.parametrize("value, err", [(0, ValueError), (-1.0, ValueError), (math.nan, ValueError),
-                                        (math.inf, ValueError), ("1", TypeError), (True, TypeError),
-                                        (torch.ones(2), TypeError)])
+@pytest.mark.parametrize(
+    "value, err",
+    [
+        (0, ValueError),
+        (-1.0, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        ("1", TypeError),
+        (True, TypeError),
+        (torch.ones(2), TypeError),
+    ],
+)
 def test_check_positive_rejects(value, err):
     with pytest.raises(err, match="step_size"):
         check_positive(value, "step_size")
@@ -64,6 +81,7 @@ def test_check_bounds_and_energy_output():
 
 def test_best_time_runs_the_function_and_validates():
     from ebmlib.timing import best_time
+
     calls = []
     t = best_time(lambda: calls.append(1), repeats=3, warmup=2)
     assert len(calls) == 5 and t >= 0

@@ -1,11 +1,13 @@
-"""Point the book at another repository (a fork): rewrite the one repository address everywhere it is written.
+"""Point the book at another repository (a fork): rewrite the one repository address everywhere it
+is written.
 
 Usage:  python tools/set_repository_url.py https://github.com/OWNER/NAME
 
-It rewrites ``_config.yml`` (the launch, repository and issue buttons), ``CITATION.cff`` (``repository-code`` and
-``url``), ``pyproject.toml`` (``[project.urls]``), and the links in ``README.md`` and ``book/intro.md`` (the
-citation), including the GitHub Pages address ``https://OWNER.github.io/NAME/`` derived from it.
-``tests/test_packaging.py`` checks that they agree.
+It rewrites ``_config.yml`` (the launch, repository and issue buttons), ``CITATION.cff``
+(``repository-code`` and ``url``), ``pyproject.toml`` (``[project.urls]``), and the links in
+``README.md`` and ``book/intro.md`` (the citation), including the GitHub Pages address
+``https://OWNER.github.io/NAME/`` derived from it. ``tests/test_packaging.py`` checks that they
+agree.
 """
 
 from __future__ import annotations

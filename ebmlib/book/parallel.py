@@ -39,8 +39,9 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def run_in_processes(tasks: Mapping[str, Callable[[], Any]], *,
-                     n_jobs: int | None = None) -> dict[str, Any]:
+def run_in_processes(
+    tasks: Mapping[str, Callable[[], Any]], *, n_jobs: int | None = None
+) -> dict[str, Any]:
     """Call every zero-argument task, ``n_jobs`` at a time in forked processes; results by name.
 
     Parameters
@@ -75,7 +76,11 @@ def run_in_processes(tasks: Mapping[str, Callable[[], Any]], *,
     if n_jobs == 1 or "fork" not in multiprocessing.get_all_start_methods():
         return {name: tasks[name]() for name in names}
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(n_jobs, mp_context=context, initializer=_start_worker,
-                             initargs=([tasks[n] for n in names], torch.get_num_threads())) as pool:
+    with ProcessPoolExecutor(
+        n_jobs,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=([tasks[n] for n in names], torch.get_num_threads()),
+    ) as pool:
         results = list(pool.map(_run_task, range(len(names))))
-    return dict(zip(names, results))
+    return dict(zip(names, results, strict=True))
