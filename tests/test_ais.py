@@ -37,6 +37,8 @@ def digits_rbm():
         n_epochs=20,
         batch_size=20,
         learning_rate=0.05,
+        momentum=0.0,
+        schedule="constant",
         generator=torch.Generator().manual_seed(1),
         progress=False,
     )

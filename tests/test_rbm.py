@@ -170,6 +170,36 @@ def test_one_fit_step_is_the_hand_derived_update(persistent, weight_decay, momen
     assert torch.allclose(rbm.hidden_bias, before.hidden_bias - 0.1 * g_c, atol=1e-12)
 
 
+def test_the_learning_rate_schedule_scales_each_update():
+    data = torch.bernoulli(
+        torch.full((12, 7), 0.4, dtype=torch.float64), generator=torch.Generator().manual_seed(1)
+    )
+    steps = []
+
+    def fitted(schedule):
+        rbm = random_rbm(7, 5, seed=9, scale=0.3)
+        rbm.fit(
+            data,
+            n_epochs=2,
+            batch_size=6,  # two updates per epoch, four in all
+            schedule=schedule,
+            generator=torch.Generator().manual_seed(2),
+            progress=False,
+        )
+        return rbm
+
+    def recorded(t):
+        steps.append(t)
+        return 1.0 - t / 4
+
+    linear, by_hand = fitted("linear"), fitted(recorded)
+    assert steps == [0, 1, 2, 3]
+    assert torch.equal(linear.weight, by_hand.weight)
+    constant, ones = fitted("constant"), fitted(lambda t: 1.0)
+    assert torch.equal(constant.weight, ones.weight)
+    assert not torch.allclose(constant.weight, linear.weight)
+
+
 def test_pcd_training_on_digits_raises_the_exact_log_likelihood():
     from ebmlib.data import load_digits_binary
 
@@ -183,6 +213,8 @@ def test_pcd_training_on_digits_raises_the_exact_log_likelihood():
         n_epochs=3,
         batch_size=20,
         learning_rate=0.05,
+        momentum=0.0,
+        schedule="constant",
         generator=torch.Generator().manual_seed(1),
         progress=False,
         callbacks=[lambda epoch, logs: calls.append(epoch)],
@@ -213,6 +245,8 @@ def test_pcd_training_on_digits_raises_the_exact_log_likelihood():
         (dict(momentum=1.0), ValueError, "momentum"),
         (dict(weight_decay=-1.0), ValueError, "weight_decay"),
         (dict(generator=0), TypeError, "generator"),
+        (dict(schedule="cosine"), ValueError, "schedule"),
+        (dict(schedule=0.5), ValueError, "schedule"),
     ],
 )
 def test_fit_rejects_bad_arguments(kwargs, err, match):
