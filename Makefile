@@ -21,7 +21,7 @@ LINT_SCOPE := ebmlib tests benchmarks tools $(wildcard book/*.ipynb)
 # The unit tests run in two processes (pytest-xdist), each with one torch thread (tests/conftest.py).
 XDIST := -n 2
 
-.PHONY: help setup tools book lint test test-slow test-floors dist build-strict execute reproduce bench clean
+.PHONY: help setup tools book lint test test-slow test-floors dist build-strict execute reproduce robustness bench clean
 
 help:
 	@echo "make book    build the HTML book into $(SITE) from the committed, executed chapters"
@@ -33,6 +33,7 @@ help:
 	@echo "make dist    build the sdist and wheel into dist/ and check them with twine"
 	@echo "make bench   run benchmarks/ against peer implementations"
 	@echo "make reproduce  re-run every chapter through papermill into outputs/<run-id>/ (ARGS=\"09 --scale paper\")"
+	@echo "make robustness every chapter at SEEDS (default 0:5) on a local Dask cluster: outputs/robustness/"
 	@echo "make execute re-execute the chapters in place (maintainers; outputs are committed)"
 	@echo "make clean   remove build outputs (keeps .venv)"
 
@@ -65,8 +66,8 @@ test: $(STAMP) $(TOOLS_STAMP)
 	$(MAKE) --no-print-directory lint
 	@echo "== 1/4 ebmlib unit tests (with the packaging, citation and workflow checks), two processes"
 	$(PY) -m pytest -m "not site and not slow" $(XDIST) tests
-	@echo "== 2/4 nbval: re-run every chapter and compare the checked outputs"
-	$(PY) -m pytest $(NBVAL_FLAGS) book
+	@echo "== 2/4 nbval: re-run every chapter and compare the checked outputs (two chapters at a time)"
+	$(PY) -m pytest $(NBVAL_FLAGS) $(XDIST) --dist loadfile book
 	@echo "== 3/4 strict book build (-W) of the committed outputs that nbval has just checked"
 	$(MAKE) --no-print-directory build-strict
 	@echo "== 4/4 headless-browser check of the built pages"
@@ -105,6 +106,12 @@ execute: $(STAMP)
 JOBS ?= 2
 reproduce: $(STAMP)
 	$(PY) -m ebmlib.reproduce --jobs $(JOBS) $(ARGS)
+
+# Every chapter at several seeds, one (chapter, seed) pair per Dask task; summary.md holds, for each claim, the
+# fraction of seeds at which it held. --resume continues an interrupted sweep.
+SEEDS ?= 0:5
+robustness: $(STAMP)
+	$(PY) -m ebmlib.reproduce --seeds $(SEEDS) --jobs $(JOBS) --run-id robustness --resume $(ARGS)
 
 # Peers used only by the benchmarks (TorchEBM) are installed here, with --no-deps next to the pinned torch.
 bench: $(STAMP)

@@ -5,8 +5,8 @@ Both compute J_GL(theta) = sum_n x_n^2 / (2 theta^2) + N log Z-hat(theta) for th
 the proposals q1 = N(2, 2^2) and q2(.|theta) = N(2, (2 + theta)^2), M in {100, 5000}, 1000 runs, and
 the same 111-point grid theta in [0.5, 6]. The reference loops over runs, vectorizes each run over
 theta and the samples (for q2 drawing a fresh sample at each theta, as the paper describes) and uses
-scipy.special.logsumexp. ebmlib calls ebmlib.gaussian_scale.paper_experiment, exactly as chapter 2
-does.
+scipy.special.logsumexp. ebmlib calls ebmlib.book.gaussian_scale.paper_experiment, exactly as
+chapter 2 does.
 
 The two must agree statistically: their mean curves are compared within Monte-Carlo error before the
 timing is reported.
@@ -26,7 +26,8 @@ import torch
 from _common import row, write_result
 from scipy import special
 
-from ebmlib import GaussianEnergy, gaussian_scale
+from ebmlib import GaussianEnergy
+from ebmlib.book import gaussian_scale
 
 THETA_STAR, N_OBS, M_VALUES = 2.0, 100, (100, 5000)
 THETAS = np.linspace(0.5, 6.0, 111)

@@ -31,8 +31,8 @@ def _loss_calls(net, x, g) -> dict:
     """One evaluation of each loss and its parameter gradient, as zero-argument callables."""
     return {
         "exact_sm_ms": lambda: score_matching_loss(net, x).backward(),
-        "sliced_sm_ms": lambda: sliced_score_matching_loss(net, x, 1, g).backward(),
-        "dsm_ms": lambda: denoising_score_matching_loss(net, x, 0.1, g).backward(),
+        "sliced_sm_ms": lambda: sliced_score_matching_loss(net, x, 1, generator=g).backward(),
+        "dsm_ms": lambda: denoising_score_matching_loss(net, x, 0.1, generator=g).backward(),
     }
 
 

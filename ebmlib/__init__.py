@@ -1,41 +1,29 @@
 """ebmlib: estimators and samplers for energy-based models p(x|θ) = exp(-E(x|θ)) / Z(θ).
 
-The library behind the executable book *Training energy-based models*.
-Modules:
+The library behind the executable book *Training energy-based models*. Its modules form layers,
+each importing only from the layers below it (checked by import-linter, ``pyproject.toml``):
 
-- :mod:`ebmlib.energies`: energy functions (Gaussian with analytic log Z, polynomial exponential
-  family, MLP).
-- :mod:`ebmlib.exact`: oracles (log Z by quadrature or enumeration, exact NLL and gradient).
-- :mod:`ebmlib.autodiff`: per-sample parameter gradients and input gradients of an energy.
-- :mod:`ebmlib.partition`: importance-sampling estimates of log Z, effective sample size; AIS and
-  reverse AIS for RBMs.
-- :mod:`ebmlib.rbm`: binary restricted Boltzmann machines (exact log Z, pseudo-likelihood, CD/PCD
-  training).
-- :mod:`ebmlib.grbm`: Gaussian-Bernoulli RBMs (real visible units; exact log Z over the hidden
-  states).
-- :mod:`ebmlib.annealing`: annealed importance sampling for RBMs and for any continuous energy
-  (HMC).
-- :mod:`ebmlib.proposals`: proposal densities (Gaussian, Student-t) for IS and independent MH.
-- :mod:`ebmlib.samplers`: MCMC (random-walk Metropolis, ULA, MALA, HMC) behind one interface,
-  independent MH, IS with resampling.
-- :mod:`ebmlib.tempering`: parallel tempering (replica exchange) for multimodal targets.
-- :mod:`ebmlib.diagnostics`: autocorrelation, integrated autocorrelation time and effective sample
-  size of chains.
-- :mod:`ebmlib.gaussian_scale`: the reference paper's Section 7 experiment, vectorized over runs and
-  theta.
-- :mod:`ebmlib.data`: the binarized digits (checked against their sha256) and toy densities with
-  exact log densities.
-- :mod:`ebmlib.estimators`: batched estimators for exponential families (NCE by Newton's method) and
-  their asymptotic (sandwich) covariances.
-- :mod:`ebmlib.timing`: a minimal timing helper for cost figures and benchmarks.
-- :mod:`ebmlib.losses`: losses to minimize (contrastive / Monte-Carlo ML, Geyer IS-NLL, IS
-  gradient).
-- :mod:`ebmlib.training`: the one training loop.
-- :mod:`ebmlib.plotting`: the shared figure style.
-- :mod:`ebmlib.validation`: argument checks that raise clear errors (also used by chapters for their
-  parameters).
-- :mod:`ebmlib.book`: the chapters' own helpers (running independent fits side by side); the core
-  never imports it.
+1. Checks and records: :mod:`ebmlib.validation` (argument checks that raise clear errors),
+   :mod:`ebmlib.history` (the record of a training run), :mod:`ebmlib.timing`.
+2. Exact oracles and primitives: :mod:`ebmlib.exact` (log Z by quadrature or enumeration, exact
+   NLL and gradient), :mod:`ebmlib.autodiff` (per-sample and input gradients of an energy),
+   :mod:`ebmlib.weights` (importance weights: the IS estimate of log Z, ESS).
+3. Models and data: :mod:`ebmlib.energies` (Gaussian, polynomial exponential family, MLP,
+   Gaussian plus MLP, mixtures), :mod:`ebmlib.proposals` (Gaussian and Student-t proposals),
+   :mod:`ebmlib.rbm` (binary RBMs and their trainer), :mod:`ebmlib.grbm` (Gaussian-Bernoulli
+   RBMs), :mod:`ebmlib.data` (the digits and toy densities).
+4. Samplers: :mod:`ebmlib.samplers` (random-walk Metropolis, ULA, MALA, HMC behind one
+   interface; independent MH, IS with resampling), :mod:`ebmlib.tempering` (parallel tempering),
+   :mod:`ebmlib.diagnostics` (autocorrelation, ESS of chains).
+5. Estimators: :mod:`ebmlib.partition` (AIS and reverse AIS for RBMs), :mod:`ebmlib.annealing`
+   (AIS for any energy), :mod:`ebmlib.estimators` (batched estimators for exponential families
+   and their sandwich covariances).
+6. Losses: :mod:`ebmlib.losses` (contrastive, Geyer IS, score matching, NCE).
+7. Training: :mod:`ebmlib.training` (the one training loop, the replay buffer).
+
+The chapters' own helpers (plotting, the paper's Section 7 experiment, running fits side by side,
+named claims, ``reproduce``) sit above all of these in :mod:`ebmlib.book`, which the core never
+imports; ``import ebmlib`` loads neither matplotlib nor the book helpers.
 """
 
 from . import (
@@ -46,11 +34,10 @@ from . import (
     energies,
     estimators,
     exact,
-    gaussian_scale,
     grbm,
+    history,
     losses,
     partition,
-    plotting,
     proposals,
     rbm,
     samplers,
@@ -58,6 +45,7 @@ from . import (
     timing,
     training,
     validation,
+    weights,
 )
 from .annealing import AISResult, ais_log_partition, sigmoid_schedule
 from .energies import GaussianEnergy, GaussianMLPEnergy, MixtureEnergy, MLPEnergy, PolynomialEnergy
@@ -75,6 +63,7 @@ from .losses import (
 from .rbm import BernoulliRBM, pseudo_likelihood_loss, ratio_matching_loss
 from .tempering import geometric_betas, parallel_tempering
 from .training import History, ReplayBuffer, robbins_monro_schedule, train
+from .validation import ConvergenceWarning
 
 __version__ = "0.2.0"
 
@@ -85,17 +74,18 @@ __all__ = [
     "energies",
     "estimators",
     "exact",
-    "gaussian_scale",
     "losses",
     "partition",
-    "plotting",
     "proposals",
     "rbm",
     "samplers",
     "timing",
     "training",
     "validation",
+    "history",
+    "weights",
     "BernoulliRBM",
+    "ConvergenceWarning",
     "GaussianEnergy",
     "GaussianMLPEnergy",
     "MixtureEnergy",

@@ -19,6 +19,9 @@ one temperature to the next towards a target acceptance rate (Wu, Burda, Salakhu
 2017), so no tuning is needed; every step at a given temperature is still an exact
 :math:`p_{\beta_k}`-invariant kernel.
 
+The runs live where ``base.sample`` puts them (the base's device and dtype); every tensor created
+along the way follows, and a ``generator``, when given, must live on that device.
+
 For a :class:`~ebmlib.rbm.BernoulliRBM` the same call runs the Gibbs-transition AIS of Salakhutdinov
 & Murray (2008), :func:`ebmlib.partition.ais_log_partition`."""
 
@@ -32,7 +35,7 @@ import torch
 
 from . import partition
 from .rbm import BernoulliRBM
-from .samplers import ChainState, hmc_step
+from .samplers import ChainState, _hmc
 from .validation import check_batch, check_energy_output, check_generator, check_int, check_positive
 
 __all__ = ["AISResult", "ais_log_partition", "sigmoid_schedule"]
@@ -90,20 +93,22 @@ def _ais_continuous(
         raise ValueError(f"target_acceptance must lie in (0, 1), got {target_acceptance}")
     with torch.no_grad():
         x = check_batch(base.sample(n_runs, generator=generator), "base.sample(n_runs)").detach()
-        log_z0 = base.log_partition().detach().to(x.dtype)
+        log_z0 = base.log_partition().detach().to(x)
+    check_generator(generator, device=x.device)
     if isinstance(betas, int) and not isinstance(betas, bool):
         schedule = sigmoid_schedule(betas, dtype=x.dtype)
     else:
         schedule = partition._check_schedule(betas, x.dtype)
-    log_w = torch.zeros(n_runs, dtype=x.dtype)
+    schedule = schedule.tolist()  # Python floats: no device round trip per temperature
+    log_w = torch.zeros(n_runs, dtype=x.dtype, device=x.device)
     steps, accepts = [], []
-    for k in range(1, schedule.shape[0]):
-        b_prev, b = float(schedule[k - 1]), float(schedule[k])
+    for k in range(1, len(schedule)):
+        b_prev, b = schedule[k - 1], schedule[k]
         with torch.no_grad():
             e0 = check_energy_output(base(x), n_runs, "base")
             e1 = check_energy_output(energy(x), n_runs, "energy")
         log_w = log_w + (b - b_prev) * (e0 - e1)
-        state, acc = hmc_step(
+        state, acc = _hmc(
             _tempered(energy, base, b),
             ChainState(x),
             step_size=eps,
@@ -126,8 +131,8 @@ def _ais_continuous(
         log_z0 + log_mean,
         stderr,
         log_z0 + log_w,
-        torch.tensor(steps, dtype=x.dtype),
-        torch.tensor(accepts, dtype=x.dtype),
+        torch.tensor(steps, dtype=x.dtype, device=x.device),
+        torch.tensor(accepts, dtype=x.dtype, device=x.device),
     )
 
 
@@ -179,15 +184,11 @@ def ais_log_partition(
             raise ValueError(
                 "base is for continuous models; an RBM anneals from its base-rate model (data=)"
             )
-        log_z, stderr, log_w = partition.ais_log_partition(
-            model,
-            n_runs=n_runs,
-            betas=betas,
-            generator=generator,
-            data=data,
-            return_log_weights=True,
+        log_w = partition.ais_log_weights(
+            model, n_runs=n_runs, betas=betas, generator=generator, data=data
         )
-        empty = torch.zeros(0, dtype=log_w.dtype)
+        log_z, stderr = partition.log_mean_exp_with_stderr(log_w)
+        empty = log_w.new_zeros(0)
         return AISResult(log_z, stderr, log_w, empty, empty)
     if not callable(model):
         raise TypeError(

@@ -4,9 +4,11 @@ r"""Derivatives of an energy that the estimators need.
   :math:`\nabla_\theta E(x_i\mid\theta)`, one row per point. Their average over
   data is the *positive phase*; their average under the model is the
   *negative phase* of the likelihood gradient.
-* :func:`energy_input_grad`: :math:`\nabla_x E(x)`, minus the model's score
-  :math:`\nabla_x\log p(x)`, used by gradient-based samplers and score matching.
-  It never touches the parameters' ``.grad``.
+* :func:`energy_input_grad`: :math:`E(x)` and :math:`\nabla_x E(x)` (minus the model's score
+  :math:`\nabla_x\log p(x)`) in one forward and one backward pass, the one implementation that
+  the gradient-based samplers (:mod:`ebmlib.samplers`) and the score-matching losses
+  (:mod:`ebmlib.losses`, with ``create_graph=True``) share. It never touches the parameters'
+  ``.grad``.
 """
 
 from __future__ import annotations
@@ -66,8 +68,10 @@ def energy_input_grad(
         Maps ``(n, d)`` to ``(n,)``.
     x : torch.Tensor, shape (n, d)
     create_graph : bool
-        Keep the graph (needed when the result enters a loss, as in score matching).
-        With the default ``False``, the parameters' ``.grad`` fields are not touched.
+        Keep the graph (needed when the result enters a loss, as in score matching): the results
+        are then differentiable in the parameters and, when ``x`` requires grad, in ``x`` itself
+        (second derivatives). With the default ``False`` both results are detached and the
+        parameters' ``.grad`` fields are not touched.
 
     Returns
     -------

@@ -142,8 +142,10 @@ class GaussianEnergy(nn.Module):
         r"""Draw ``n`` exact samples :math:`x = \mu + L z`, :math:`z\sim\mathcal N(0, I)`; shape
         ``(n, d)``."""
         n = check_int(n, "n")
-        check_generator(generator)
-        z = torch.randn(n, self.dim, generator=generator, dtype=self.mean.dtype)
+        check_generator(generator, device=self.mean.device)
+        z = torch.randn(
+            n, self.dim, generator=generator, dtype=self.mean.dtype, device=self.mean.device
+        )
         return self.mean + z @ self._tril().T
 
 

@@ -9,10 +9,19 @@ data set at a time (the tests check this), only faster."""
 from __future__ import annotations
 
 import math
+import warnings
+from typing import NamedTuple
 
 import torch
 
-from .validation import check_finite, check_generator, check_int, check_positive, check_tensor
+from .validation import (
+    ConvergenceWarning,
+    check_finite,
+    check_generator,
+    check_int,
+    check_positive,
+    check_tensor,
+)
 
 __all__ = [
     "mle_exponential_family",
@@ -25,7 +34,32 @@ __all__ = [
     "denoising_score_matching_asymptotics",
     "nce_asymptotics",
     "is_mle_asymptotics",
+    "NCEEstimate",
 ]
+
+
+class NCEEstimate(NamedTuple):
+    """What :func:`nce_exponential_family` returns (unpacks as ``theta, log_z``)."""
+
+    #: :math:`\hat\theta`, shape ``(R, K)``.
+    theta: torch.Tensor
+    #: The learned :math:`c` standing for :math:`\log Z`, shape ``(R,)``.
+    log_z: torch.Tensor
+
+
+def _warn_not_converged(solver: str, max_iter: int, decrement: torch.Tensor, tol: float) -> None:
+    """Warn that a batched Newton solver stopped at ``max_iter`` with some Newton decrements (one
+    per replicate) still above ``tol``."""
+    bad = ~(decrement < tol)  # NaN counts as not converged
+    warnings.warn(
+        f"{solver}: Newton's method stopped after max_iter={max_iter} iterations without "
+        f"converging in {int(bad.sum())} of {decrement.numel()} replicates (largest Newton "
+        f"decrement {float(decrement.max()):.3g} > tol={tol:g}); the last iterate is returned. "
+        "Raise max_iter, or check that the estimate exists (for example that the data's mean "
+        "statistics lie inside the convex hull of the grid's)",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
 
 
 def _nce_objective(beta, phi_d, phi_n, off_d, off_n, n_data):
@@ -72,9 +106,15 @@ def nce_exponential_family(
 
     Returns
     -------
-    theta : torch.Tensor, shape (R, K)
-    log_z : torch.Tensor, shape (R,)
-        The learned :math:`c`.
+    NCEEstimate
+        ``(theta, log_z)``: :math:`\hat\theta`, shape ``(R, K)``, and the learned :math:`c`, shape
+        ``(R,)``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When ``max_iter`` iterations end with some replicate's Newton decrement still above
+        ``tol`` (the last iterate is returned).
     """
     for name, t in (
         ("stats_data", stats_data),
@@ -110,7 +150,7 @@ def nce_exponential_family(
     off_d, off_n = -log_q_data - log_nu, -log_q_noise - log_nu
     beta = torch.zeros(r, k + 1, dtype=stats_data.dtype)
     loss, g_d, g_n = _nce_objective(beta, phi_d, phi_n, off_d, off_n, n)
-    for _ in range(max_iter):
+    for iteration in range(max_iter + 1):  # max_iter updates; the last pass only checks
         p_d, p_n = torch.sigmoid(g_d), torch.sigmoid(g_n)
         grad = (
             torch.einsum("rn,rnk->rk", p_d - 1, phi_d) + torch.einsum("rn,rnk->rk", p_n, phi_n)
@@ -125,6 +165,9 @@ def nce_exponential_family(
         decrement = (grad * step).sum(1)
         if bool((decrement < tol).all()):
             break
+        if iteration == max_iter:
+            _warn_not_converged("nce_exponential_family", max_iter, decrement, tol)
+            break
         scale = torch.ones(r, dtype=beta.dtype)
         for _ in range(50):  # step halving, per replicate, until the loss does not increase
             trial = beta - scale[:, None] * step
@@ -134,7 +177,7 @@ def nce_exponential_family(
                 break
             scale = torch.where(worse, scale / 2, scale)
         beta, loss, g_d, g_n = trial, new_loss, new_g_d, new_g_n
-    return beta[:, :k], beta[:, k]
+    return NCEEstimate(beta[:, :k], beta[:, k])
 
 
 def _grid_log_p(theta, grid_stats, log_w):
@@ -195,6 +238,12 @@ def mle_exponential_family(
     theta : torch.Tensor, shape (R, K) (or (K,) for a 1-D ``mean_stats``)
         The MLE. The caller should check that the fitted density is negligible at the box's edges,
         as :func:`ebmlib.exact.log_partition_quadrature` does.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When ``max_iter`` iterations end with some replicate's Newton decrement still above
+        ``tol`` (the last iterate is returned).
     """
     for name, t in (
         ("mean_stats", mean_stats),
@@ -229,7 +278,7 @@ def mle_exponential_family(
         else torch.as_tensor(theta0, dtype=mean_stats.dtype).expand(r, k).clone()
     )
     loss = _grid_nll(theta, mean_stats, grid_stats, log_weights)
-    for _ in range(max_iter):
+    for iteration in range(max_iter + 1):  # max_iter updates; the last pass only checks
         p = torch.softmax(
             _grid_log_p(theta, grid_stats, log_weights), dim=1
         )  # (R, G) model weights
@@ -241,7 +290,11 @@ def mle_exponential_family(
         step = torch.linalg.solve(
             fisher + 1e-14 * torch.eye(k, dtype=fisher.dtype), grad.unsqueeze(-1)
         ).squeeze(-1)
-        if bool(((grad * step).sum(1) < tol).all()):
+        decrement = (grad * step).sum(1)
+        if bool((decrement < tol).all()):
+            break
+        if iteration == max_iter:
+            _warn_not_converged("mle_exponential_family", max_iter, decrement, tol)
             break
         scale = torch.ones(r, dtype=theta.dtype)
         for _ in range(60):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from .partition import log_partition_is, self_normalized_weights
+from .autodiff import energy_input_grad
 from .validation import (
     check_batch,
     check_energy_output,
@@ -21,6 +21,7 @@ from .validation import (
     check_positive,
     check_tensor,
 )
+from .weights import log_partition_is, self_normalized_weights
 
 __all__ = [
     "cd_loss",
@@ -170,12 +171,11 @@ def importance_sampling_gradient_loss(
     return e_x.mean() - (weights * e_y).sum()
 
 
-def _scores(energy_fn, x: torch.Tensor, *, create_graph: bool = True):
-    """Model score s(x) = -grad_x E(x), shape (n, d), differentiable in the parameters; and x with
-    grad enabled."""
+def _scores(energy_fn, x: torch.Tensor):
+    """Model score s(x) = -grad_x E(x), shape (n, d), differentiable in the parameters (and in x,
+    for second derivatives); and the copy of x, with grad enabled, that it depends on."""
     x = x.detach().requires_grad_(True)
-    e = check_energy_output(energy_fn(x), x.shape[0])
-    (grad_e,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
+    _, grad_e = energy_input_grad(energy_fn, x, create_graph=True)
     return -grad_e, x
 
 
@@ -208,7 +208,7 @@ def score_matching_loss(energy_fn: Callable, x: torch.Tensor) -> torch.Tensor:
     """
     check_batch(x, "x")
     s, x_req = _scores(energy_fn, x)
-    trace = torch.zeros(x.shape[0], dtype=s.dtype)
+    trace = torch.zeros(x.shape[0], dtype=s.dtype, device=s.device)
     for i in range(x.shape[1]):
         (row,) = torch.autograd.grad(s[:, i].sum(), x_req, create_graph=True)
         trace = trace + row[:, i]
@@ -216,7 +216,11 @@ def score_matching_loss(energy_fn: Callable, x: torch.Tensor) -> torch.Tensor:
 
 
 def denoising_score_matching_loss(
-    energy_fn: Callable, x: torch.Tensor, sigma: float, generator: torch.Generator | None = None
+    energy_fn: Callable,
+    x: torch.Tensor,
+    sigma: float,
+    *,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     r"""Denoising score matching :cite:p:`vincent2011` with Gaussian noise of standard deviation
     ``sigma``.
@@ -239,6 +243,7 @@ def denoising_score_matching_loss(
     sigma : float
         Noise level, > 0.
     generator : torch.Generator, optional
+        Keyword-only; on the device of ``x``.
 
     Returns
     -------
@@ -247,8 +252,8 @@ def denoising_score_matching_loss(
     """
     check_batch(x, "x")
     sigma = check_positive(sigma, "sigma")
-    check_generator(generator)
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    check_generator(generator, device=x.device)
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     x_noisy = x.detach() + sigma * noise
     s, _ = _scores(energy_fn, x_noisy)
     return 0.5 * ((s + noise / sigma) ** 2).sum(dim=1).mean()
@@ -258,8 +263,8 @@ def sliced_score_matching_loss(
     energy_fn: Callable,
     x: torch.Tensor,
     n_projections: int = 1,
-    generator: torch.Generator | None = None,
     *,
+    generator: torch.Generator | None = None,
     variance_reduction: bool = True,
     projection: str = "gaussian",
 ) -> torch.Tensor:
@@ -298,6 +303,7 @@ def sliced_score_matching_loss(
     n_projections : int
         Projections :math:`K` per data point.
     generator : torch.Generator, optional
+        Keyword-only; on the device of ``x``.
     variance_reduction : bool
         Use the exact :math:`\tfrac12\lVert s\rVert^2` (default) rather than its projected estimate
         (the "SSM-VR" form of :cite:p:`song2019sliced`).
@@ -312,7 +318,7 @@ def sliced_score_matching_loss(
     """
     check_batch(x, "x")
     n_projections = check_int(n_projections, "n_projections")
-    check_generator(generator)
+    check_generator(generator, device=x.device)
     if not isinstance(projection, str):
         raise TypeError(f"projection must be a str, got {type(projection).__name__}")
     if projection not in ("gaussian", "rademacher"):
@@ -320,9 +326,12 @@ def sliced_score_matching_loss(
     n, d = x.shape
     x_rep = x.detach().repeat_interleave(n_projections, dim=0)
     if projection == "gaussian":
-        v = torch.randn(n * n_projections, d, generator=generator, dtype=x.dtype)
+        v = torch.randn(n * n_projections, d, generator=generator, dtype=x.dtype, device=x.device)
     else:
-        v = 2 * torch.randint(0, 2, (n * n_projections, d), generator=generator).to(x.dtype) - 1
+        v = torch.randint(
+            0, 2, (n * n_projections, d), generator=generator, dtype=x.dtype, device=x.device
+        )
+        v = 2 * v - 1
     s, x_req = _scores(energy_fn, x_rep)
     sv = (s * v).sum(dim=1)
     (grad_sv,) = torch.autograd.grad(sv.sum(), x_req, create_graph=True)

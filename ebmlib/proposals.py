@@ -60,9 +60,9 @@ class GaussianProposal:
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``n`` points, shape ``(n, d)``."""
         n = check_int(n, "n")
-        check_generator(generator)
+        check_generator(generator, device=self.mean.device)
         return self.mean + self.std * torch.randn(
-            n, self.dim, generator=generator, dtype=self.mean.dtype
+            n, self.dim, generator=generator, dtype=self.mean.dtype, device=self.mean.device
         )
 
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:

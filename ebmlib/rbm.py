@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from ._progress import progress_bar
 from .exact import log_partition_enumeration
-from .training import History
+from .history import History
 from .validation import check_batch, check_generator, check_int, check_positive
 
 __all__ = [

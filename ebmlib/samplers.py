@@ -20,12 +20,19 @@ so random-walk Metropolis stays exact), and MALA and HMC reject a proposal that 
 target density is zero), so their Metropolis–Hastings test keeps the truncated density exactly
 invariant.
 
-Each method is also a per-step kernel (:data:`KERNELS`) acting on a :class:`ChainState`, which
-carries the energies and input gradients of the current states so that no evaluation is repeated:
-MALA and HMC reuse the gradient computed at the end of the previous step. Persistent chains (PCD,
+Each method is also a per-step kernel (:data:`KERNELS`) acting on an immutable :class:`ChainState`,
+which carries the energies and input gradients of the current states so that no evaluation is
+repeated: MALA and HMC reuse the gradient computed at the end of the previous step. The public
+kernels check their arguments; :func:`sample` checks them once and runs the unchecked kernels.
+Input gradients come from :func:`ebmlib.autodiff.energy_input_grad`. Persistent chains (PCD,
 :mod:`ebmlib.training`) advance a few steps at a time through :func:`sample` or :func:`step`. Input
 gradients are taken with :func:`torch.autograd.grad` with respect to ``x`` only, so the parameters'
 ``.grad`` is never touched.
+
+**Devices and dtypes.** The chains run where their initial states live: every tensor a sampler
+creates takes the device and dtype of ``x0`` (or of the proposal's draws), and a ``generator``, when
+given, must live on that same device (``torch.Generator(device=x0.device)``; a CPU generator cannot
+draw on a GPU), else a ``ValueError`` says so.
 
 **Independent-proposal samplers** (Section 6 of :cite:p:`ebmgradientnote`), built on a proposal
 :math:`q` that does not depend on the current state (see :mod:`ebmlib.proposals`):
@@ -40,12 +47,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .partition import ess, log_partition_is
+from .autodiff import energy_input_grad
 from .validation import (
     check_batch,
     check_bounds,
@@ -54,6 +61,7 @@ from .validation import (
     check_int,
     check_positive,
 )
+from .weights import ess, log_partition_is
 
 __all__ = [
     "ChainState",
@@ -80,23 +88,50 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class ChainState:
-    r"""The current states of a batch of chains, with what is known about them.
+    r"""The current states of a batch of chains, with what is known about them. Immutable.
+
+    ``ChainState(x)`` holds states and nothing else. The cached energies and input gradients are
+    filled only by :func:`init_state` and by the kernels, which compute them *at* ``x``, so a cache
+    always belongs to its ``x``; they cannot be passed to the constructor. A cache is valid for the
+    energy that computed it: after the energy's parameters change (a training step), start again
+    from ``ChainState(state.x)``. The kernels never modify a state's tensors in place.
 
     Attributes
     ----------
     x : torch.Tensor, shape (n_chains, d)
         Current states (detached).
-    energy : torch.Tensor, shape (n_chains,), optional
+    energy : torch.Tensor, shape (n_chains,), or None
         :math:`E(x)`, when it has been computed.
-    grad : torch.Tensor, shape (n_chains, d), optional
+    grad : torch.Tensor, shape (n_chains, d), or None
         :math:`\nabla_x E(x)`, when it has been computed.
     """
 
     x: torch.Tensor
-    energy: torch.Tensor | None = None
-    grad: torch.Tensor | None = None
+    energy: torch.Tensor | None = field(default=None, init=False)
+    grad: torch.Tensor | None = field(default=None, init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "x", check_batch(self.x, "state.x", finite=False).detach())
+
+    @classmethod
+    def _at(cls, x: torch.Tensor, energy=None, grad=None) -> ChainState:
+        """A state with its cache, for the kernels (which computed ``energy`` and ``grad`` at
+        ``x``)."""
+        state = cls(x)
+        object.__setattr__(state, "energy", energy)
+        object.__setattr__(state, "grad", grad)
+        return state
+
+
+def _check_state(state) -> ChainState:
+    if not isinstance(state, ChainState):
+        raise TypeError(
+            "state must be an ebmlib.samplers.ChainState (ChainState(x) or init_state(energy_fn, "
+            f"x)), got {type(state).__name__}"
+        )
+    return state
 
 
 @dataclass(frozen=True)
@@ -112,21 +147,23 @@ class Box:
         return ((x >= self.low) & (x <= self.high)).all(dim=1)
 
 
-def _as_box(bounds, d: int, dtype: torch.dtype) -> Box | None:
+def _as_box(bounds, d: int, like: torch.Tensor) -> Box | None:
     """``None``, a :class:`Box`, or a sequence of ``(low, high)`` pairs (one per dimension) ->
-    ``Box`` or None."""
+    ``Box`` (with the dtype and device of ``like``) or None."""
     if bounds is None:
         return None
     if isinstance(bounds, Box):
         if bounds.low.shape != (d,):
             raise ValueError(f"bounds must have {d} (low, high) pairs, got {bounds.low.shape[0]}")
-        return Box(bounds.low.to(dtype), bounds.high.to(dtype))
+        if bounds.low.dtype == like.dtype and bounds.low.device == like.device:
+            return bounds
+        return Box(bounds.low.to(like), bounds.high.to(like))
     pairs = check_bounds(bounds, "bounds")
     if len(pairs) != d:
         raise ValueError(
             f"bounds must have one (low, high) pair per dimension ({d}), got {len(pairs)}"
         )
-    t = torch.tensor(pairs, dtype=dtype)
+    t = torch.tensor(pairs, dtype=like.dtype, device=like.device)
     return Box(t[:, 0].contiguous(), t[:, 1].contiguous())
 
 
@@ -150,7 +187,10 @@ def reflect_into_box(x: torch.Tensor, bounds) -> torch.Tensor:
     torch.Tensor, shape (n, d)
     """
     x = check_batch(x, "x")
-    box = _as_box(bounds, x.shape[1], x.dtype)
+    return _reflect(x, _as_box(bounds, x.shape[1], x))
+
+
+def _reflect(x: torch.Tensor, box: Box) -> torch.Tensor:
     width = box.high - box.low
     u = torch.remainder(x - box.low, 2 * width)
     return box.low + torch.minimum(u, 2 * width - u)
@@ -161,17 +201,9 @@ def _energy(energy_fn, x):
         return check_energy_output(energy_fn(x), x.shape[0])
 
 
-def _energy_and_grad(energy_fn, x):
-    r"""One forward and one backward pass: :math:`E(x)` and :math:`\nabla_x E(x)`, both detached.
-
-    The gradient is taken with respect to ``x`` only, so parameters' ``.grad`` fields are untouched.
-    """
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        e = energy_fn(x)
-        check_energy_output(e, x.shape[0])
-        (g,) = torch.autograd.grad(e.sum(), x)
-    return e.detach(), g
+def _noise(x: torch.Tensor, generator) -> torch.Tensor:
+    """Standard normal noise shaped, typed and placed like ``x``."""
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
 def init_state(energy_fn: Callable, x0: torch.Tensor, *, need_grad: bool = True) -> ChainState:
@@ -179,15 +211,97 @@ def init_state(energy_fn: Callable, x0: torch.Tensor, *, need_grad: bool = True)
     ``need_grad``)."""
     x0 = check_batch(x0, "x0").detach()
     if need_grad:
-        e, g = _energy_and_grad(energy_fn, x0)
-        return ChainState(x0, e, g)
-    return ChainState(x0, _energy(energy_fn, x0), None)
+        return ChainState._at(x0, *energy_input_grad(energy_fn, x0))
+    return ChainState._at(x0, _energy(energy_fn, x0), None)
 
 
 def _accept(log_ratio: torch.Tensor, generator) -> torch.Tensor:
     """Metropolis–Hastings test: accept where log U < log_ratio (NaN never accepts)."""
-    u = torch.rand(log_ratio.shape, generator=generator, dtype=log_ratio.dtype)
+    u = torch.rand(
+        log_ratio.shape, generator=generator, dtype=log_ratio.dtype, device=log_ratio.device
+    )
     return torch.log(u) < log_ratio
+
+
+# The kernels proper: arguments already checked (by sample(), step() or a public kernel below).
+
+
+def _rw_metropolis(energy_fn, state, *, step_size, generator, box=None):
+    x = state.x
+    e = state.energy if state.energy is not None else _energy(energy_fn, x)
+    proposal = x + step_size * _noise(x, generator)
+    if box is not None:
+        proposal = _reflect(proposal, box)
+    e_new = _energy(energy_fn, proposal)
+    acc = _accept(e - e_new, generator)
+    x_next = torch.where(acc[:, None], proposal, x)
+    return ChainState._at(x_next, torch.where(acc, e_new, e), None), acc
+
+
+def _langevin(energy_fn, state, *, step_size, generator, box=None):
+    x = state.x
+    g = state.grad if state.grad is not None else energy_input_grad(energy_fn, x)[1]
+    x_next = x - step_size * g + math.sqrt(2.0 * step_size) * _noise(x, generator)
+    if box is not None:
+        x_next = _reflect(x_next, box)
+    # the gradient at x_next is computed by the next step (not here), so a final step costs
+    # nothing extra
+    return ChainState(x_next), torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+
+
+def _mala(energy_fn, state, *, step_size, generator, box=None):
+    x = state.x
+    if state.energy is None or state.grad is None:
+        state = ChainState._at(x, *energy_input_grad(energy_fn, x))
+    e, g = state.energy, state.grad
+    proposal = x - step_size * g + math.sqrt(2.0 * step_size) * _noise(x, generator)
+    e_new, g_new = energy_input_grad(energy_fn, proposal)
+    log_q_fwd = -((proposal - x + step_size * g) ** 2).sum(1) / (4 * step_size)
+    log_q_bwd = -((x - proposal + step_size * g_new) ** 2).sum(1) / (4 * step_size)
+    acc = _accept(e - e_new + log_q_bwd - log_q_fwd, generator)
+    if box is not None:
+        acc = acc & box.contains(proposal)
+    keep = acc[:, None]
+    return ChainState._at(
+        torch.where(keep, proposal, x), torch.where(acc, e_new, e), torch.where(keep, g_new, g)
+    ), acc
+
+
+def _hmc(energy_fn, state, *, step_size, generator, n_leapfrog=10, box=None):
+    x = state.x
+    if state.energy is None or state.grad is None:
+        state = ChainState._at(x, *energy_input_grad(energy_fn, x))
+    e0, g0 = state.energy, state.grad
+    r = _noise(x, generator)
+    h0 = e0 + 0.5 * (r * r).sum(1)
+    half = 0.5 * step_size
+    y, g = x, g0
+    r = r - half * g
+    for i in range(n_leapfrog):
+        y = y + step_size * r
+        e, g = energy_input_grad(energy_fn, y)
+        r = r - (step_size if i < n_leapfrog - 1 else half) * g
+    h1 = e + 0.5 * (r * r).sum(1)
+    acc = _accept(h0 - h1, generator)
+    if box is not None:
+        acc = acc & box.contains(y)
+    keep = acc[:, None]
+    return ChainState._at(
+        torch.where(keep, y, x), torch.where(acc, e, e0), torch.where(keep, g, g0)
+    ), acc
+
+
+_KERNELS = {"rw_metropolis": _rw_metropolis, "langevin": _langevin, "mala": _mala, "hmc": _hmc}
+
+
+def _check_kernel_args(state, step_size, generator, bounds, n_leapfrog=None):
+    """The public boundary of the per-step kernels: returns (state, step_size, box, n_leapfrog)."""
+    state = _check_state(state)
+    step_size = check_positive(step_size, "step_size")
+    check_generator(generator, device=state.x.device)
+    if n_leapfrog is not None:
+        n_leapfrog = check_int(n_leapfrog, "n_leapfrog")
+    return state, step_size, _as_box(bounds, state.x.shape[1], state.x), n_leapfrog
 
 
 def rw_metropolis_step(
@@ -204,16 +318,8 @@ def rw_metropolis_step(
     With ``bounds`` the proposal is reflected into the box (:func:`reflect_into_box`); the reflected
     proposal is still symmetric, so the same test targets the truncated density. Returns the new
     state and the boolean acceptance mask, shape ``(n_chains,)``. Needs no gradient."""
-    x = state.x
-    box = _as_box(bounds, x.shape[1], x.dtype)
-    e = state.energy if state.energy is not None else _energy(energy_fn, x)
-    proposal = x + step_size * torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    if box is not None:
-        proposal = reflect_into_box(proposal, box)
-    e_new = _energy(energy_fn, proposal)
-    acc = _accept(e - e_new, generator)
-    x_next = torch.where(acc[:, None], proposal, x)
-    return ChainState(x_next, torch.where(acc, e_new, e), None), acc
+    state, step_size, box, _ = _check_kernel_args(state, step_size, generator, bounds)
+    return _rw_metropolis(energy_fn, state, step_size=step_size, generator=generator, box=box)
 
 
 def langevin_step(
@@ -232,16 +338,8 @@ def langevin_step(
     reflected into the box (:func:`reflect_into_box`), a discretization of the Langevin diffusion
     reflected at the walls, whose stationary density is :math:`e^{-E}` truncated to the box. Costs
     one gradient evaluation."""
-    x = state.x
-    box = _as_box(bounds, x.shape[1], x.dtype)
-    g = state.grad if state.grad is not None else _energy_and_grad(energy_fn, x)[1]
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    x_next = x - step_size * g + math.sqrt(2.0 * step_size) * noise
-    if box is not None:
-        x_next = reflect_into_box(x_next, box)
-    # the gradient at x_next is computed by the next step (not here), so a final step costs
-    # nothing extra
-    return ChainState(x_next, None, None), torch.ones(x.shape[0], dtype=torch.bool)
+    state, step_size, box, _ = _check_kernel_args(state, step_size, generator, bounds)
+    return _langevin(energy_fn, state, step_size=step_size, generator=generator, box=box)
 
 
 def mala_step(
@@ -261,26 +359,8 @@ def mala_step(
     Costs one gradient evaluation: the gradient at the proposal is kept for the next step. With
     ``bounds`` a proposal outside the box is rejected (the truncated target is zero there), which
     keeps the truncated density exactly invariant."""
-    x = state.x
-    box = _as_box(bounds, x.shape[1], x.dtype)
-    if state.energy is None or state.grad is None:
-        state = ChainState(x, *_energy_and_grad(energy_fn, x))
-    e, g = state.energy, state.grad
-    proposal = (
-        x
-        - step_size * g
-        + math.sqrt(2.0 * step_size) * torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    )
-    e_new, g_new = _energy_and_grad(energy_fn, proposal)
-    log_q_fwd = -((proposal - x + step_size * g) ** 2).sum(1) / (4 * step_size)
-    log_q_bwd = -((x - proposal + step_size * g_new) ** 2).sum(1) / (4 * step_size)
-    acc = _accept(e - e_new + log_q_bwd - log_q_fwd, generator)
-    if box is not None:
-        acc = acc & box.contains(proposal)
-    keep = acc[:, None]
-    return ChainState(
-        torch.where(keep, proposal, x), torch.where(acc, e_new, e), torch.where(keep, g_new, g)
-    ), acc
+    state, step_size, box, _ = _check_kernel_args(state, step_size, generator, bounds)
+    return _mala(energy_fn, state, step_size=step_size, generator=generator, box=box)
 
 
 def hmc_step(
@@ -308,28 +388,17 @@ def hmc_step(
     the energy that the final test needs. With ``bounds`` a trajectory that ends outside the box is
     rejected (the truncated target is zero there), which keeps the truncated density exactly
     invariant."""
-    x = state.x
-    box = _as_box(bounds, x.shape[1], x.dtype)
-    if state.energy is None or state.grad is None:
-        state = ChainState(x, *_energy_and_grad(energy_fn, x))
-    e0, g0 = state.energy, state.grad
-    r = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    h0 = e0 + 0.5 * (r * r).sum(1)
-    half = 0.5 * step_size
-    y, g = x, g0
-    r = r - half * g
-    for i in range(n_leapfrog):
-        y = y + step_size * r
-        e, g = _energy_and_grad(energy_fn, y)
-        r = r - (step_size if i < n_leapfrog - 1 else half) * g
-    h1 = e + 0.5 * (r * r).sum(1)
-    acc = _accept(h0 - h1, generator)
-    if box is not None:
-        acc = acc & box.contains(y)
-    keep = acc[:, None]
-    return ChainState(
-        torch.where(keep, y, x), torch.where(acc, e, e0), torch.where(keep, g, g0)
-    ), acc
+    state, step_size, box, n_leapfrog = _check_kernel_args(
+        state, step_size, generator, bounds, n_leapfrog
+    )
+    return _hmc(
+        energy_fn,
+        state,
+        step_size=step_size,
+        n_leapfrog=n_leapfrog,
+        generator=generator,
+        box=box,
+    )
 
 
 #: The per-step kernels, by method name:
@@ -344,7 +413,7 @@ METHODS = tuple(KERNELS)
 
 
 def _check_method(method) -> str:
-    if method not in KERNELS:
+    if not isinstance(method, str) or method not in KERNELS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     return method
 
@@ -364,17 +433,14 @@ def step(
 
     ``bounds`` (optional, one ``(low, high)`` pair per dimension) restricts the target to a box, as
     in :func:`sample`."""
-    kernel = KERNELS[_check_method(method)]
-    if method == "hmc":
-        return kernel(
-            energy_fn,
-            state,
-            step_size=step_size,
-            n_leapfrog=n_leapfrog,
-            generator=generator,
-            bounds=bounds,
-        )
-    return kernel(energy_fn, state, step_size=step_size, generator=generator, bounds=bounds)
+    _check_method(method)
+    state, step_size, box, n_leapfrog = _check_kernel_args(
+        state, step_size, generator, bounds, n_leapfrog
+    )
+    kwargs = {"n_leapfrog": n_leapfrog} if method == "hmc" else {}
+    return _KERNELS[method](
+        energy_fn, state, step_size=step_size, generator=generator, box=box, **kwargs
+    )
 
 
 def sample(
@@ -393,6 +459,10 @@ def sample(
     r"""Run ``n_chains`` Markov chains targeting :math:`p(x)\propto e^{-E(x)}` for ``n_steps``
     steps.
 
+    The chains run where ``x0`` lives, in its dtype: every tensor the sampler creates takes
+    ``x0``'s device and dtype, and ``generator``, when given, must live on the same device
+    (``torch.Generator(device=x0.device)``).
+
     Parameters
     ----------
     energy_fn : callable
@@ -401,19 +471,22 @@ def sample(
         Initial states, one row per chain. Their dtype is the chains' dtype.
     method : {"rw_metropolis", "langevin", "mala", "hmc"}
     n_steps : int
-        Number of steps (for HMC, of whole trajectories).
+        Number of MCMC steps (for HMC, of whole trajectories of ``n_leapfrog`` leapfrog steps).
     step_size : float > 0
         The proposal standard deviation (``"rw_metropolis"``), :math:`\varepsilon` in
         :math:`x' = x - \varepsilon\nabla E + \sqrt{2\varepsilon}\,\xi` (``"langevin"``,
         ``"mala"``), or the leapfrog step (``"hmc"``).
     generator : torch.Generator, optional
+        On ``x0``'s device.
     n_leapfrog : int
         Leapfrog steps per HMC trajectory.
     return_chain : bool
         Also return every state in ``info["chain"]``, shape ``(n_steps, n_chains, d)``.
     state : ChainState, optional
-        The state returned by a previous call as ``info["state"]``; continuing from it reuses its
-        energies and gradients (``x0`` must then be ``state.x``).
+        The state returned by a previous call as ``info["state"]``: continuing from it reuses its
+        cached energies and gradients. ``x0`` must then be ``state.x`` (the same tensor, or one
+        equal to it); a different ``x0`` raises ``ValueError``. Valid only while the energy is
+        unchanged: after a parameter update, pass ``x0`` alone.
     bounds : sequence of (low, high) pairs, optional
         One pair per dimension: target :math:`e^{-E}` *truncated* to this box. ULA and random-walk
         moves are reflected at the walls; MALA and HMC reject proposals outside it (see the module
@@ -438,20 +511,34 @@ def sample(
     n_steps = check_int(n_steps, "n_steps")
     step_size = check_positive(step_size, "step_size")
     n_leapfrog = check_int(n_leapfrog, "n_leapfrog")
-    check_generator(generator)
-    box = _as_box(bounds, x0.shape[1], x0.dtype)
+    check_generator(generator, device=x0.device)
+    box = _as_box(bounds, x0.shape[1], x0)
     if box is not None and not bool(box.contains(x0).all()):
         raise ValueError("x0 must lie inside bounds when bounds are given")
-    if state is None or state.x is not x0:
-        state = ChainState(x0.detach())
-    n_accepted = torch.zeros(x0.shape[0], dtype=torch.int64)
-    chain = torch.empty((n_steps, *x0.shape), dtype=x0.dtype) if return_chain else None
-    kernel = KERNELS[method]
+    if state is None:
+        state = ChainState(x0)
+    elif _check_state(state).x is not x0 and not (
+        state.x.shape == x0.shape
+        and state.x.dtype == x0.dtype
+        and state.x.device == x0.device
+        and torch.equal(state.x, x0)
+    ):
+        raise ValueError(
+            "x0 and state.x disagree: to continue from a state pass x0=state.x (its cached "
+            "energies and gradients belong to state.x), or drop state= to start afresh at x0"
+        )
+    n_accepted = torch.zeros(x0.shape[0], dtype=torch.int64, device=x0.device)
+    chain = (
+        torch.empty((n_steps, *x0.shape), dtype=x0.dtype, device=x0.device)
+        if return_chain
+        else None
+    )
+    kernel = _KERNELS[method]
     kwargs = {"n_leapfrog": n_leapfrog} if method == "hmc" else {}
-    if box is not None:
-        kwargs["bounds"] = box
     for t in range(n_steps):
-        state, acc = kernel(energy_fn, state, step_size=step_size, generator=generator, **kwargs)
+        state, acc = kernel(
+            energy_fn, state, step_size=step_size, generator=generator, box=box, **kwargs
+        )
         n_accepted += acc
         if chain is not None:
             chain[t] = state.x
@@ -605,6 +692,7 @@ def independent_metropolis(
     n_chains = check_int(n_chains, "n_chains")
     check_generator(generator)
     candidates = proposal.sample(n_steps * n_chains, generator=generator)
+    check_generator(generator, device=candidates.device)
     d = candidates.shape[1]
     log_w_cand = _log_weights(energy_fn, proposal, candidates).reshape(n_steps, n_chains)
     candidates = candidates.reshape(n_steps, n_chains, d)
@@ -617,13 +705,20 @@ def independent_metropolis(
     log_w_state = _log_weights(energy_fn, proposal, state)
     if bool((log_w_state == -float("inf")).all()):
         raise ValueError("the initial states have zero density under the model or the proposal")
-    log_u = torch.log(
-        torch.rand(n_steps, n_chains, generator=generator, dtype=log_w_cand.dtype)
-    ).numpy()
-    # The recursion only needs log weights: run it on NumPy arrays, remember which candidate each
-    # chain holds (-1 for its initial state), and gather the states once at the end.
-    lw_cand = log_w_cand.numpy()
-    lw_state = log_w_state.numpy().copy()
+    device = candidates.device
+    log_u = (
+        torch.log(
+            torch.rand(
+                n_steps, n_chains, generator=generator, dtype=log_w_cand.dtype, device=device
+            )
+        )
+        .cpu()
+        .numpy()
+    )
+    # The recursion only needs log weights: run it on NumPy arrays (on the host), remember which
+    # candidate each chain holds (-1 for its initial state), and gather the states once at the end.
+    lw_cand = log_w_cand.cpu().numpy()
+    lw_state = log_w_state.cpu().numpy().copy()
     held = np.full(n_chains, -1, dtype=np.int64)
     history = np.empty((n_steps, n_chains), dtype=np.int64) if return_chain else None
     n_accepted = np.zeros(n_chains, dtype=np.int64)
@@ -636,12 +731,12 @@ def independent_metropolis(
             if history is not None:
                 history[t] = held
     pool = torch.cat([state[None], candidates])  # (n_steps + 1, n_chains, d); index 0 = start
-    chains = torch.arange(n_chains)
-    final = pool[torch.from_numpy(held) + 1, chains]
-    rate = torch.from_numpy(n_accepted).to(log_w_cand.dtype) / n_steps
+    chains = torch.arange(n_chains, device=device)
+    final = pool[torch.from_numpy(held).to(device) + 1, chains]
+    rate = torch.from_numpy(n_accepted).to(device=device, dtype=log_w_cand.dtype) / n_steps
     info = {"acceptance_rate": float(rate.mean()), "acceptance_per_chain": rate}
     if history is not None:
-        info["chain"] = pool[torch.from_numpy(history) + 1, chains[None, :]]
+        info["chain"] = pool[torch.from_numpy(history).to(device) + 1, chains[None, :]]
     return final, info
 
 
@@ -685,6 +780,7 @@ def importance_resampling(
     n_proposals = n_samples if n_proposals is None else check_int(n_proposals, "n_proposals")
     check_generator(generator)
     z = proposal.sample(n_proposals, generator=generator)
+    check_generator(generator, device=z.device)
     log_w = _log_weights(energy_fn, proposal, z)
     if bool((log_w == -float("inf")).all()):
         raise ValueError(

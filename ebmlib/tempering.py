@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-from .samplers import KERNELS, ChainState
+from .samplers import _KERNELS, ChainState
 from .validation import check_batch, check_generator, check_int, check_positive
 
 __all__ = ["parallel_tempering", "geometric_betas", "TEMPERING_METHODS"]
@@ -199,12 +199,12 @@ def parallel_tempering(
             f"got {method!r}{extra}"
         )
     x0 = check_batch(x0, "x0").detach()
-    b = _check_betas(betas).to(x0.dtype)
+    b = _check_betas(betas).to(dtype=x0.dtype, device=x0.device)
     n_steps = check_int(n_steps, "n_steps")
     n_leapfrog = check_int(n_leapfrog, "n_leapfrog")
     swap_every = check_int(swap_every, "swap_every")
-    check_generator(generator)
-    steps = _check_step_sizes(step_size, method, b).to(x0.dtype)
+    check_generator(generator, device=x0.device)
+    steps = _check_step_sizes(step_size, method, b).to(dtype=x0.dtype, device=x0.device)
     k, (n, d) = b.numel(), x0.shape
 
     # replica k runs in y = x / c_k with the scalar step s0 = steps[0]; c_k turns s0 into steps[k]
@@ -217,13 +217,13 @@ def parallel_tempering(
     def tempered(y):
         return beta_rows * energy_fn(c_rows * y)
 
-    kernel = KERNELS[method]
+    kernel = _KERNELS[method]  # arguments checked above, once
     kwargs = {"n_leapfrog": n_leapfrog} if method == "hmc" else {}
     state = ChainState(x0.repeat(k, 1) / c_rows)
-    accepted = torch.zeros(k, n, dtype=torch.float64)
-    swaps_tried = torch.zeros(max(k - 1, 0), dtype=torch.float64)
-    swaps_done = torch.zeros(max(k - 1, 0), dtype=torch.float64)
-    chain = torch.empty((n_steps, n, d), dtype=x0.dtype) if return_chain else None
+    accepted = torch.zeros(k, n, dtype=torch.float64, device=x0.device)
+    swaps_tried = torch.zeros(max(k - 1, 0), dtype=torch.float64, device=x0.device)
+    swaps_done = torch.zeros(max(k - 1, 0), dtype=torch.float64, device=x0.device)
+    chain = torch.empty((n_steps, n, d), dtype=x0.dtype, device=x0.device) if return_chain else None
     n_rounds = 0
     for t in range(n_steps):
         state, acc = kernel(tempered, state, step_size=s0, generator=generator, **kwargs)
@@ -271,23 +271,24 @@ def _exchange(
     """One round of exchanges between the pairs (i, i+1), i = parity, parity + 2, ...; updates the
     counters."""
     k = b.numel()
-    lower = torch.arange(parity, k - 1, 2)  # the colder member i of each pair (i, i+1)
+    device = state.x.device
+    lower = torch.arange(parity, k - 1, 2, device=device)  # colder member i of each pair (i, i+1)
     if lower.numel() == 0:
         return state
     upper = lower + 1
     x = state.x.reshape(k, n, -1) * c[:, None, None]  # back to x-coordinates
     e = state.energy.reshape(k, n) / b[:, None]  # untempered E(x) of every replica
     log_ratio = (b[lower] - b[upper])[:, None] * (e[lower] - e[upper])  # (pairs, n)
-    u = torch.rand(log_ratio.shape, generator=generator, dtype=log_ratio.dtype)
+    u = torch.rand(log_ratio.shape, generator=generator, dtype=log_ratio.dtype, device=device)
     swap = torch.log(u) < log_ratio
     tried[lower] += n
     done[lower] += swap.sum(1).to(done.dtype)
     # permutation of temperature slots per chain: slot i takes replica i+1 and vice versa where
     # swapped
-    src = torch.arange(k)[:, None].expand(k, n).clone()
+    src = torch.arange(k, device=device)[:, None].expand(k, n).clone()
     src[lower] = torch.where(swap, upper[:, None], lower[:, None])
     src[upper] = torch.where(swap, lower[:, None], upper[:, None])
-    cols = torch.arange(n)[None, :].expand(k, n)
+    cols = torch.arange(n, device=device)[None, :].expand(k, n)
     x_new = x[src, cols]  # (K, n, d)
     e_new = e[src, cols]
     y_new = (x_new / c[:, None, None]).reshape(k * n, -1)
@@ -299,4 +300,4 @@ def _exchange(
         g = state.grad.reshape(k, n, -1)[src, cols]
         factor = (c * b)[:, None] / (c * b)[src]  # (K, n)
         grad = (g * factor[..., None]).reshape(k * n, -1)
-    return ChainState(y_new, energy, grad)
+    return ChainState._at(y_new, energy, grad)

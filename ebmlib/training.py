@@ -22,41 +22,11 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 
 from ._progress import progress_bar
+from .history import History
 from .samplers import sample
 from .validation import check_batch, check_generator, check_int, check_positive
 
 __all__ = ["History", "ReplayBuffer", "train", "robbins_monro_schedule"]
-
-
-class History(dict):
-    """Record of a run: a dict mapping a name (``"step"``, ``"loss"``, any logged key) to a list.
-
-    Attributes
-    ----------
-    stopped_early : bool
-        True when a callback asked the loop to stop.
-    """
-
-    stopped_early: bool = False
-
-    def append(self, logs: dict) -> None:
-        for key, value in logs.items():
-            self.setdefault(key, []).append(value)
-
-    def record(self, step: int, logs: dict, callbacks) -> bool:
-        """Call ``callback(step, logs)`` for each callback (they may add entries), append ``logs``,
-        and return True (setting :attr:`stopped_early`) when any callback returned a truthy value.
-        """
-        stop = False
-        for callback in callbacks:
-            stop = bool(callback(step, logs)) or stop
-        self.append(logs)
-        self.stopped_early = stop
-        return stop
-
-    def as_tensor(self, key: str) -> torch.Tensor:
-        """The record ``key`` as a float64 tensor."""
-        return torch.as_tensor(self[key], dtype=torch.float64)
 
 
 class ReplayBuffer:
@@ -126,6 +96,10 @@ class ReplayBuffer:
         """Draw ``n`` states (all of them, in order, by default), restart some, advance them, store
         and return them.
 
+        Everything happens on the device and in the dtype of the stored states; ``generator``, when
+        given, must live on that device, and ``restart_fn`` receives it (its draws are moved to the
+        states' device and dtype).
+
         ``method``, ``n_steps``, ``step_size``, ``n_leapfrog`` and ``bounds`` are passed to
         :func:`ebmlib.samplers.sample`; with ``bounds`` the chains stay in the box, so the buffer
         samples the model truncated to it (the stored and restarted states must lie in the box).
@@ -139,15 +113,20 @@ class ReplayBuffer:
         """
         size = len(self)
         n = size if n is None else check_int(n, "n", maximum=size)
-        check_generator(generator)
-        idx = torch.arange(size) if n == size else torch.randperm(size, generator=generator)[:n]
+        device = self.states.device
+        check_generator(generator, device=device)
+        idx = (
+            torch.arange(size, device=device)
+            if n == size
+            else torch.randperm(size, generator=generator, device=device)[:n]
+        )
         x = self.states[idx]
         n_restarted = 0
         if self.restart_prob > 0:
-            fresh = torch.rand(n, generator=generator) < self.restart_prob
+            fresh = torch.rand(n, generator=generator, device=device) < self.restart_prob
             n_restarted = int(fresh.sum())
             if n_restarted:
-                x[fresh] = self.restart_fn(n_restarted, generator).to(x.dtype)
+                x[fresh] = self.restart_fn(n_restarted, generator).to(x)
                 self.n_restarts += n_restarted
         x, info = sample(
             energy_fn,

@@ -13,6 +13,30 @@ import numbers
 
 import torch
 
+__all__ = [
+    "ConvergenceWarning",
+    "check_batch",
+    "check_binary",
+    "check_bounds",
+    "check_energy_output",
+    "check_finite",
+    "check_generator",
+    "check_int",
+    "check_positive",
+    "check_tensor",
+]
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative solver stopped at its iteration limit before meeting its tolerance.
+
+    The result it returns is its last iterate, which may still be useful; the warning names the
+    solver, the number of iterations and the size of the last step or gradient. Raise the limit
+    (``max_iter``), loosen ``tol``, or silence the warning with
+    ``warnings.simplefilter("ignore", ebmlib.validation.ConvergenceWarning)`` once the result has
+    been checked. A :class:`UserWarning`, not a :class:`RuntimeWarning`, so that it is not mistaken
+    for a floating-point warning."""
+
 
 def check_tensor(x, name: str) -> torch.Tensor:
     """Return ``x`` if it is a floating-point tensor, else raise ``TypeError``."""
@@ -24,8 +48,9 @@ def check_tensor(x, name: str) -> torch.Tensor:
 
 
 def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
-    """Raise ``ValueError`` if ``x`` holds a NaN or an infinity."""
-    if not bool(torch.isfinite(x).all()):
+    """Raise ``ValueError`` if ``x`` holds a NaN or an infinity (a ``meta`` tensor, which holds no
+    values, passes)."""
+    if x.device.type != "meta" and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
 
@@ -58,6 +83,17 @@ def check_batch(x, name: str, dim: int | None = None, *, finite: bool = True) ->
     return x
 
 
+def check_binary(
+    v, name: str, dim: int | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Validate a batch of binary points, shape ``(n, d)``, entries exactly 0 or 1; return it in
+    ``dtype`` (unchanged when ``None``)."""
+    v = check_batch(v, name, dim)
+    if v.device.type != "meta" and not bool(((v == 0) | (v == 1)).all()):
+        raise ValueError(f"{name} must hold only 0 and 1")
+    return v if dtype is None else v.to(dtype)
+
+
 def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
     """Return ``value`` as a float if it is a finite positive number."""
     if isinstance(value, torch.Tensor):
@@ -85,10 +121,28 @@ def check_int(value, name: str, *, minimum: int = 1, maximum: int | None = None)
     return value
 
 
-def check_generator(generator, name: str = "generator") -> torch.Generator | None:
-    """Accept ``None`` or a :class:`torch.Generator`."""
+def check_generator(
+    generator, name: str = "generator", *, device: torch.device | str | None = None
+) -> torch.Generator | None:
+    """Accept ``None`` or a :class:`torch.Generator`; with ``device``, one that can draw there.
+
+    A :class:`torch.Generator` belongs to one device: a CPU generator cannot fill a CUDA tensor.
+    The rule throughout :mod:`ebmlib` is that the generator lives on the device of the inputs it
+    draws for (``torch.Generator(device=x.device)``). The ``meta`` device holds no data, so any
+    generator is accepted there.
+    """
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    if generator is not None and device is not None:
+        want, have = torch.device(device), generator.device
+        if want.type != "meta" and (
+            want.type != have.type
+            or (want.index is not None and have.index is not None and want.index != have.index)
+        ):
+            raise ValueError(
+                f"{name} lives on {have} but the inputs on {want}: a generator draws only on its "
+                f"own device; create it with torch.Generator(device={str(want)!r})"
+            )
     return generator
 
 

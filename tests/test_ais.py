@@ -10,7 +10,9 @@ from conftest import Z_TOL
 from ebmlib.data import load_digits_binary
 from ebmlib.exact import binary_states
 from ebmlib.partition import (
+    LogZEstimate,
     ais_log_partition,
+    ais_log_weights,
     ais_schedule,
     base_rate_bias,
     log_mean_exp_with_stderr,
@@ -130,13 +132,12 @@ def test_ais_standard_error_describes_the_spread_of_repeated_estimates():
 
 def test_per_run_log_weights_give_the_estimate_and_its_standard_error():
     rbm = random_rbm(8, 5, seed=8)
-    log_z, se, log_w = ais_log_partition(
-        rbm,
-        n_runs=40,
-        betas=50,
-        return_log_weights=True,
-        generator=torch.Generator().manual_seed(9),
-    )
+    result = ais_log_partition(rbm, n_runs=40, betas=50, generator=torch.Generator().manual_seed(9))
+    assert isinstance(result, LogZEstimate) and len(result) == 2
+    log_z, se = result
+    assert (result.log_z, result.stderr) == (log_z, se)
+    # the same runs, weight by weight: same arguments, same generator state
+    log_w = ais_log_weights(rbm, n_runs=40, betas=50, generator=torch.Generator().manual_seed(9))
     assert log_w.shape == (40,)
     again, se_again = log_mean_exp_with_stderr(log_w)
     assert float(again) == pytest.approx(float(log_z), abs=1e-12) and float(
@@ -154,6 +155,8 @@ def test_per_run_log_weights_give_the_estimate_and_its_standard_error():
         assert float(group_se[i]) == pytest.approx(float(one_se), rel=1e-12)
     with pytest.raises(ValueError, match="log_w"):
         log_mean_exp_with_stderr(torch.tensor([float("nan"), 0.0]))
+    with pytest.raises(TypeError, match="return_log_weights"):
+        ais_log_partition(rbm, n_runs=4, betas=5, return_log_weights=True)
 
 
 def test_reverse_ais_approaches_the_exact_log_likelihood_from_below(digits_rbm):

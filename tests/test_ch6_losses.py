@@ -24,7 +24,7 @@ def test_rademacher_sliced_objective_is_unbiased_for_the_exact_one(variance_redu
                     m,
                     x,
                     1,
-                    torch.Generator().manual_seed(100 + k),
+                    generator=torch.Generator().manual_seed(100 + k),
                     variance_reduction=variance_reduction,
                     projection="rademacher",
                 ).detach()
@@ -37,7 +37,7 @@ def test_rademacher_sliced_objective_is_unbiased_for_the_exact_one(variance_redu
             m,
             x,
             K,
-            torch.Generator().manual_seed(7),
+            generator=torch.Generator().manual_seed(7),
             variance_reduction=variance_reduction,
             projection="rademacher",
         ).detach()
@@ -60,7 +60,7 @@ def test_rademacher_sliced_is_exact_in_one_dimension(variance_reduction):
             e,
             x,
             3,
-            torch.Generator().manual_seed(k),
+            generator=torch.Generator().manual_seed(k),
             variance_reduction=variance_reduction,
             projection="rademacher",
         )
@@ -73,7 +73,9 @@ def test_gaussian_sliced_is_not_exact_in_one_dimension():
     e = PolynomialEnergy([0.4, 0.05], powers=(2, 4))
     x = torch.randn(50, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     exact = float(score_matching_loss(e, x).detach())
-    sliced = float(sliced_score_matching_loss(e, x, 1, torch.Generator().manual_seed(1)).detach())
+    sliced = float(
+        sliced_score_matching_loss(e, x, 1, generator=torch.Generator().manual_seed(1)).detach()
+    )
     assert abs(sliced - exact) > 1e-3
 
 
@@ -91,7 +93,7 @@ def test_rademacher_variance_matches_the_hutchinson_formula():
         [
             float(
                 sliced_score_matching_loss(
-                    g, x, 1, torch.Generator().manual_seed(k), projection="rademacher"
+                    g, x, 1, generator=torch.Generator().manual_seed(k), projection="rademacher"
                 ).detach()
             )
             for k in range(K)
@@ -118,7 +120,7 @@ def test_rademacher_is_exact_for_a_diagonal_hessian():
     exact = float(score_matching_loss(g, x).detach())
     sliced = float(
         sliced_score_matching_loss(
-            g, x, 1, torch.Generator().manual_seed(1), projection="rademacher"
+            g, x, 1, generator=torch.Generator().manual_seed(1), projection="rademacher"
         ).detach()
     )
     assert sliced == pytest.approx(exact, abs=1e-12)
@@ -128,8 +130,10 @@ def test_default_projection_is_unchanged():
     """The default draws v = randn from the generator, as before the option existed."""
     m = MLPEnergy(2, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x = torch.randn(7, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    a = sliced_score_matching_loss(m, x, 2, torch.Generator().manual_seed(5))
-    b = sliced_score_matching_loss(m, x, 2, torch.Generator().manual_seed(5), projection="gaussian")
+    a = sliced_score_matching_loss(m, x, 2, generator=torch.Generator().manual_seed(5))
+    b = sliced_score_matching_loss(
+        m, x, 2, generator=torch.Generator().manual_seed(5), projection="gaussian"
+    )
     assert torch.equal(a.detach(), b.detach())
 
 

@@ -40,6 +40,31 @@ def test_mle_exponential_family_matches_the_gaussian_closed_form_for_every_repli
     assert single.shape == (2,) and torch.allclose(single, theta[2])
 
 
+def test_newton_solvers_warn_when_they_stop_before_converging():
+    from ebmlib.estimators import NCEEstimate, nce_exponential_family
+    from ebmlib.validation import ConvergenceWarning
+
+    gen = torch.Generator().manual_seed(0)
+    x = 0.7 + 1.3 * torch.randn(3, 200, 1, generator=gen, dtype=torch.float64)
+    stats = PolynomialEnergy([0.0, 1.0], powers=(1, 2)).sufficient_statistics
+    grid, log_w, _ = quadrature_grid([(-12.0, 12.0)], 2001)
+    mean_stats = torch.stack([stats(xr).mean(0) for xr in x])
+    with pytest.warns(ConvergenceWarning, match=r"mle_exponential_family.*max_iter=1 .*decrement"):
+        mle_exponential_family(mean_stats, stats(grid), log_w, max_iter=1)
+    y = 2.0 * torch.randn(3, 400, 1, generator=gen, dtype=torch.float64)
+    lq_x = -0.5 * (x[..., 0] / 2.0) ** 2 - math.log(2.0 * math.sqrt(2 * math.pi))
+    lq_y = -0.5 * (y[..., 0] / 2.0) ** 2 - math.log(2.0 * math.sqrt(2 * math.pi))
+    t_x, t_y = (
+        stats(x.reshape(-1, 1)).reshape(3, 200, 2),
+        stats(y.reshape(-1, 1)).reshape(3, 400, 2),
+    )
+    with pytest.warns(ConvergenceWarning, match=r"nce_exponential_family.*max_iter=1 "):
+        nce_exponential_family(t_x, t_y, lq_x, lq_y, max_iter=1)
+    result = nce_exponential_family(t_x, t_y, lq_x, lq_y)  # converges: no warning
+    assert isinstance(result, NCEEstimate) and result.theta.shape == (3, 2)
+    assert result.log_z.shape == (3,)
+
+
 def test_mle_exponential_family_rejects_bad_input():
     grid = torch.zeros(10, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="disagree"):
@@ -129,7 +154,7 @@ def test_score_matching_closed_forms_minimize_the_generic_losses():
     v = torch.randn(500, 1, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     theta_s = score_matching_exponential_family(g[None], (v**2 * lap)[None])[0]
     energy = PolynomialEnergy(theta_s.tolist())
-    loss = sliced_score_matching_loss(energy, x, 1, torch.Generator().manual_seed(3))
+    loss = sliced_score_matching_loss(energy, x, 1, generator=torch.Generator().manual_seed(3))
     assert grad_norm(loss, energy) < 1e-10
     # denoising: the loss draws eps = randn(x.shape) from its generator
     sigma = 0.3
@@ -137,7 +162,9 @@ def test_score_matching_closed_forms_minimize_the_generic_losses():
     _, g_noisy, _ = quartic_features(x + sigma * eps)
     theta_d = denoising_score_matching_exponential_family(g_noisy[None], eps[None], sigma)[0]
     energy = PolynomialEnergy(theta_d.tolist())
-    loss = denoising_score_matching_loss(energy, x, sigma, torch.Generator().manual_seed(4))
+    loss = denoising_score_matching_loss(
+        energy, x, sigma, generator=torch.Generator().manual_seed(4)
+    )
     assert grad_norm(loss, energy) < 1e-10
 
 

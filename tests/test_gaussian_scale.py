@@ -7,7 +7,7 @@ from scipy import integrate, stats
 
 from conftest import Z_TOL
 from ebmlib import GaussianEnergy
-from ebmlib import gaussian_scale as gs
+from ebmlib.book import gaussian_scale as gs
 from ebmlib.exact import exact_nll
 from ebmlib.losses import importance_sampling_nll
 from ebmlib.proposals import GaussianProposal, StudentTProposal

@@ -20,8 +20,10 @@ from ebmlib.diagnostics import (
     integrated_autocorrelation_time,
 )
 from ebmlib.samplers import (
+    KERNELS,
     METHODS,
     ChainState,
+    init_state,
     sample,
     step,
     ula_gaussian_covariance,
@@ -220,6 +222,66 @@ def test_continuing_from_a_state_reuses_it():
         generator=torch.Generator().manual_seed(4),
     )
     assert torch.equal(x2, x4)
+
+
+def test_chain_state_is_immutable_and_its_cache_belongs_to_its_x():
+    import dataclasses
+
+    target = GaussianEnergy([0.0, 0.0], 1.0)
+    x0 = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    state = init_state(target, x0)
+    torch.testing.assert_close(state.energy, target(x0).detach())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        state.x = torch.zeros(4, 2, dtype=torch.float64)
+    with pytest.raises(TypeError):
+        ChainState(x0, target(x0))  # a cache is computed by the kernels, never passed in
+    bare = ChainState(x0)
+    assert bare.energy is None and bare.grad is None
+    with pytest.raises(ValueError, match="state.x"):
+        ChainState(torch.zeros(3))
+
+
+def test_sample_refuses_a_state_that_disagrees_with_x0_and_reuses_an_equal_one():
+    target = GaussianEnergy([0.0, 0.0], 1.0)
+    calls = []
+
+    def counted(x):
+        calls.append(x.shape[0])
+        return target(x)
+
+    x0 = torch.zeros(5, 2, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(4)
+    x, info = sample(counted, x0, method="mala", n_steps=2, step_size=0.1, generator=gen)
+    with pytest.raises(ValueError, match="x0 and state.x disagree"):
+        sample(counted, x + 1, method="mala", n_steps=1, step_size=0.1, state=info["state"])
+    with pytest.raises(TypeError, match="ChainState"):
+        sample(counted, x, method="mala", n_steps=1, step_size=0.1, state=x)
+    calls.clear()
+    sample(counted, x.clone(), method="mala", n_steps=1, step_size=0.1, state=info["state"])
+    assert len(calls) == 1, "an equal copy of state.x reuses the state's cache"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_public_kernels_check_their_arguments(method):
+    target = GaussianEnergy([0.0, 0.0], 1.0)
+    state = ChainState(torch.zeros(3, 2, dtype=torch.float64))
+    kernel = KERNELS[method]
+    with pytest.raises(TypeError, match="ChainState"):
+        kernel(target, torch.zeros(3, 2, dtype=torch.float64), step_size=0.1)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="step_size"):
+            kernel(target, state, step_size=bad)
+    with pytest.raises(TypeError, match="generator"):
+        kernel(target, state, step_size=0.1, generator=1)
+    with pytest.raises(ValueError, match="method"):
+        step(target, state, method="gibbs", step_size=0.1)
+    with pytest.raises(ValueError, match="step_size"):
+        step(target, state, method=method, step_size=0.0)
+    with pytest.raises(ValueError, match="n_leapfrog"):
+        step(target, state, method="hmc", step_size=0.1, n_leapfrog=0)
+    if method == "hmc":
+        with pytest.raises(TypeError, match="n_leapfrog"):
+            kernel(target, state, step_size=0.1, n_leapfrog=2.5)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -7,8 +7,9 @@ from scipy import integrate, optimize, stats
 
 from conftest import Z_TOL
 from ebmlib import GaussianEnergy
+from ebmlib.book.gaussian_scale import log_partition_is_grid
 from ebmlib.losses import importance_sampling_gradient_loss, importance_sampling_nll
-from ebmlib.partition import ess, log_partition_is, log_partition_is_grid, self_normalized_weights
+from ebmlib.partition import ess, log_partition_is, self_normalized_weights
 from ebmlib.proposals import GaussianProposal
 
 

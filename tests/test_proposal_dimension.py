@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import Z_TOL
-from ebmlib import gaussian_scale as gs
+from ebmlib.book import gaussian_scale as gs
 from ebmlib.partition import log_partition_is
 from ebmlib.proposals import (
     GaussianProposal,

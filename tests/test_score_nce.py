@@ -54,7 +54,9 @@ def test_denoising_score_matching_targets_the_noise_convolved_precision():
     def loss_at(theta):  # same noise for every theta: reseed
         e = PolynomialEnergy([theta], powers=(2,))
         return float(
-            denoising_score_matching_loss(e, x, sigma, torch.Generator().manual_seed(1)).detach()
+            denoising_score_matching_loss(
+                e, x, sigma, generator=torch.Generator().manual_seed(1)
+            ).detach()
         )
 
     l0, l1, l2 = (
@@ -91,7 +93,7 @@ def test_sliced_objective_is_unbiased_for_the_exact_one(variance_reduction):
                     m,
                     x,
                     1,
-                    torch.Generator().manual_seed(100 + k),
+                    generator=torch.Generator().manual_seed(100 + k),
                     variance_reduction=variance_reduction,
                 ).detach()
             )
@@ -100,7 +102,11 @@ def test_sliced_objective_is_unbiased_for_the_exact_one(variance_reduction):
     )
     many = float(
         sliced_score_matching_loss(
-            m, x, K, torch.Generator().manual_seed(7), variance_reduction=variance_reduction
+            m,
+            x,
+            K,
+            generator=torch.Generator().manual_seed(7),
+            variance_reduction=variance_reduction,
         ).detach()
     )
     se = float(vals.std()) / math.sqrt(K)
@@ -127,7 +133,7 @@ def test_sliced_variance_matches_the_exact_formulas():
     v = torch.randn(K, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for vr, expected in ((True, var_vr), (False, var_plain)):
         loss = sliced_score_matching_loss(
-            g, x, K, torch.Generator().manual_seed(0), variance_reduction=vr
+            g, x, K, generator=torch.Generator().manual_seed(0), variance_reduction=vr
         )
         quad = 0.5 * float(s @ s) if vr else 0.5 * (v @ s) ** 2
         draws = ((v @ H) * v).sum(1) + quad
@@ -150,9 +156,11 @@ def test_losses_pass_gradcheck_in_float64():
     checks = [
         lambda th: score_matching_loss(energy(th), x),
         lambda th: denoising_score_matching_loss(
-            energy(th), x, 0.3, torch.Generator().manual_seed(5)
+            energy(th), x, 0.3, generator=torch.Generator().manual_seed(5)
         ),
-        lambda th: sliced_score_matching_loss(energy(th), x, 3, torch.Generator().manual_seed(5)),
+        lambda th: sliced_score_matching_loss(
+            energy(th), x, 3, generator=torch.Generator().manual_seed(5)
+        ),
     ]
     for f in checks:
         assert gradcheck(f, (theta,))

@@ -4,8 +4,11 @@ The core modules of :mod:`ebmlib` never import from here. It ships in the wheel,
 chapter copied alone into an empty folder runs with only the installed package.
 
 - :mod:`ebmlib.book.parallel`: run a chapter's independent fits on every core.
+- :mod:`ebmlib.book.claims`: a chapter's named, checked claims, asserted together at its end and
+  recorded in the executed notebook for ``python -m ebmlib.reproduce``.
 """
 
+from .claims import Claims, read_claims
 from .parallel import run_in_processes
 
-__all__ = ["run_in_processes"]
+__all__ = ["Claims", "read_claims", "run_in_processes"]
