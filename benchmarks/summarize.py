@@ -8,6 +8,7 @@ The chapter run times also go into the table of ``book/for_instructors.md``.
 
 Usage:  python benchmarks/summarize.py                       (the last step of ``make bench``)
         python benchmarks/summarize.py --chapter-times-only  (after bench_chapter_times.py alone)
+        python benchmarks/summarize.py --only sklearn_rbm    (after one benchmark: its rows only)
 """
 
 from __future__ import annotations
@@ -62,8 +63,14 @@ def chapter_times_markdown(result: dict) -> str:
     lines = ["| chapter | run time |", "|---|---|"]
     lines += [f"| {r['chapter']} | {r['seconds']:.0f} s |" for r in result["records"]]
     total = sum(r["seconds"] for r in result["records"])
+    core = sum(
+        r["seconds"]
+        for r in result["records"]
+        if r["chapter"][:2] in {f"{n:02d}" for n in range(1, 10)}
+    )
     env = result.get("environment", {})
     lines += [
+        f"| chapters 1-9, one at a time | {core:.0f} s |",
         f"| whole book, one chapter at a time | {total:.0f} s |",
         "",
         f"Measured on {env.get('date', '?')}: {env.get('cpu', '?')}, "
@@ -82,30 +89,41 @@ def replace_between(path: Path, start: str, end: str, body: str) -> None:
     path.write_text(f"{head}{start}\n{body}\n{end}{tail}")
 
 
-def _update_chapter_times(result: dict) -> None:
-    """Replace only the chapter-time rows of the Performance table, and the instructors' table."""
+def _update_rows(results: list[dict]) -> None:
+    """Replace, in the Performance table, the rows of the given benchmarks only (all rows with the
+    same benchmark names, the fresh ones where the old ones began), and say which were re-measured
+    when."""
     text = PAGE.read_text()
     head, rest = text.split(START, 1)
     body, tail = rest.split(END, 1)
-    kept = [
-        line
-        for line in body.strip().splitlines()[2:]
-        if not line.startswith("| Chapter execution time")
-    ]
-    fresh = table_markdown([result]).splitlines()
-    rows = [line for line in fresh if line.startswith("| Chapter execution time")]
-    footer = [line for line in kept if not line.startswith("|") and "re-measured" not in line]
-    footer.append(
-        f"Chapter execution times re-measured on {result['environment'].get('date', '?')}."
-    )
-    kept = [line for line in kept if line.startswith("|")]
-    lines = fresh[:2] + rows + kept + footer
-    PAGE.write_text(f"{head}{START}\n" + "\n".join(lines) + f"\n{END}{tail}")
-    replace_between(INSTRUCTORS, TIMES_START, TIMES_END, chapter_times_markdown(result))
+    old = body.strip().splitlines()
+    header, rows = old[:2], [line for line in old[2:] if line.startswith("|")]
+    footer = [line for line in old[2:] if not line.startswith("|")]
+
+    def key(line: str) -> tuple[str, str]:
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        return cells[0], cells[1]
+
+    for result in results:
+        fresh = [line for line in table_markdown([result]).splitlines()[2:] if line.startswith("|")]
+        names = {key(line)[0] for line in fresh}
+        at = [i for i, r in enumerate(rows) if key(r)[0] in names]
+        rows = [r for r in rows if key(r)[0] not in names]
+        start = at[0] if at else len(rows)
+        rows[start:start] = fresh
+        date = result["environment"].get("date", "?")
+        note = f"{result['benchmark']} re-measured on {date}."
+        footer = [line for line in footer if not line.startswith(f"{result['benchmark']} re-")]
+        footer = [line for line in footer if "re-measured" not in line or "Chapter" not in line]
+        footer.append(note)
+    PAGE.write_text(f"{head}{START}\n" + "\n".join(header + rows + footer) + f"\n{END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    chapter_times_only = "--chapter-times-only" in (sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    chapter_times_only = "--chapter-times-only" in args
+    # --only NAME[,NAME]: replace the rows of these benchmarks, keep every other row as committed
+    only = args[args.index("--only") + 1].split(",") if "--only" in args else []
     found = {}
     for path in sorted((HERE / "results").glob("*.json")):
         content = json.loads(path.read_text())
@@ -125,8 +143,15 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(
                 "no benchmarks/results/chapter_times.json: run benchmarks/bench_chapter_times.py"
             )
-        _update_chapter_times(found["chapter_times"])
+        _update_rows([found["chapter_times"]])
+        replace_between(
+            INSTRUCTORS, TIMES_START, TIMES_END, chapter_times_markdown(found["chapter_times"])
+        )
         print(f"wrote the chapter times into {PAGE} and {INSTRUCTORS}")
+        return
+    if only:
+        _update_rows([found[name] for name in only])
+        print(f"wrote the rows of {', '.join(only)} into {PAGE}")
         return
     replace_between(PAGE, START, END, table_markdown(results))
     if "chapter_times" in found:

@@ -573,8 +573,10 @@ class BernoulliRBM:
                         # theta -= a_t * contrastive_gradient(...), all blocks at once
                         a_t = a * rate(t)
                         t += 1
-                        target = theta if velocity is None else velocity.mul_(momentum)
-                        target.addmm_(v_pos.T, p_pos, alpha=a_t / v_pos.shape[0])
+                        # with momentum, u <- momentum * u + ... in the first addmm (beta=)
+                        target = theta if velocity is None else velocity
+                        beta = 1.0 if velocity is None else momentum
+                        target.addmm_(v_pos.T, p_pos, beta=beta, alpha=a_t / v_pos.shape[0])
                         target.addmm_(v_neg.T, p_neg, alpha=-a_t / v_neg.shape[0])
                         if weight_decay:
                             target[:nv, :nh].add_(weights, alpha=-a_t * weight_decay)
