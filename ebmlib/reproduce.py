@@ -640,6 +640,7 @@ def run(
     timeout: float | None = DEFAULT_TIMEOUT,
     files: dict[str, bytes] | None = None,
     progress: bool | None = None,
+    stop: threading.Event | None = None,
 ) -> list[dict]:
     """Execute ``chapters`` (at each of ``seeds``) on Dask into ``out/run_id``; one record a task.
 
@@ -664,6 +665,9 @@ def run(
         chapters that read files next to themselves (none of the book's do).
     progress : bool, optional
         A progress bar (default: unless ``EBMLIB_PROGRESS=0``).
+    stop : threading.Event, optional
+        Set it (from a signal handler, say) to stop the run as Ctrl-C does: the client checks it
+        between polls, so the stop never lands inside a Dask call.
 
     Returns
     -------
@@ -705,7 +709,7 @@ def run(
             engine["workers"] = len(client.nthreads())
             if scheduler and not engine["workers"]:
                 print(f"note: {scheduler} has no workers yet; the tasks wait for some", flush=True)
-            _execute(client, todo, folder, records, jobs, scheduler, timeout, files, progress)
+            _execute(client, todo, folder, records, jobs, scheduler, timeout, files, progress, stop)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -733,7 +737,9 @@ def run(
     return ordered
 
 
-def _execute(client, todo, folder, records, jobs, scheduler, timeout, files, progress) -> None:
+def _execute(
+    client, todo, folder, records, jobs, scheduler, timeout, files, progress, stop=None
+) -> None:
     token = uuid.uuid4().hex[:12]
     threads = None if scheduler else max(1, (os.cpu_count() or 1) // jobs)
     shipped: dict[str, bytes] = {}
@@ -771,6 +777,8 @@ def _execute(client, todo, folder, records, jobs, scheduler, timeout, files, pro
     last_check = 0.0
     try:
         while pending:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             finished = [f for f in pending if f.done()]
             for future in finished:
                 task = pending.pop(future)
@@ -1005,10 +1013,13 @@ def main(argv: list[str] | None = None) -> int:
             else f"a local Dask cluster of {min(args.jobs, len(tasks))} worker(s)"
         )
         print(f"running {len(tasks)} task(s) into {out / run_id} on {where}", flush=True)
-        # a killed job (SIGTERM) stops like Ctrl-C: running tasks are stopped, finished ones kept
-        previous = signal.signal(
-            signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt())
-        )
+        # Ctrl-C and a killed job (SIGTERM) set a flag that the client checks between polls, so
+        # the stop never lands inside a Dask call: running tasks are stopped, finished ones kept
+        stop = threading.Event()
+        previous = {
+            sig: signal.signal(sig, lambda signum, frame: stop.set())
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             records = run(
                 chapters,
@@ -1020,6 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
                 resume=args.resume,
                 scheduler=args.scheduler,
                 timeout=args.timeout or None,
+                stop=stop,
             )
         except KeyboardInterrupt:
             print(
@@ -1028,7 +1040,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 130
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     except ReproduceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

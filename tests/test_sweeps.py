@@ -181,6 +181,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# starts processes and waits on them (about 9 s): run by `make test-slow` and CI
+@pytest.mark.slow
 def test_a_sweep_on_a_dask_scheduler_survives_a_dead_worker(
     sweep_book, tmp_path, capsys, monkeypatch
 ):
@@ -239,6 +241,8 @@ def test_a_sweep_on_a_dask_scheduler_survives_a_dead_worker(
                 p.kill()
 
 
+# starts processes and waits on them (about 9 s): run by `make test-slow` and CI
+@pytest.mark.slow
 def test_an_interrupted_sweep_resumes_only_the_missing_pairs(
     sweep_book, tmp_path, capsys, monkeypatch
 ):
@@ -262,11 +266,11 @@ def test_an_interrupted_sweep_resumes_only_the_missing_pairs(
             time.sleep(0.2)
         time.sleep(1.0)  # seed 4 is now sleeping inside its kernel
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        out_text, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, (out_text, err)
     assert "--resume" in err
     statuses = [r["status"] for r in summary(folder)["chapters"]]
     assert statuses == ["ok", "ok", "interrupted"]
