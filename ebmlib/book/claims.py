@@ -58,7 +58,6 @@ class Claims:
     >>> claims.check("two is even", 2 % 2 == 0)
     True
     >>> claims.check("one is even", 1 % 2 == 0, "1 % 2 == 1")
-    False
     >>> claims.failed
     ['one is even']
     """
@@ -66,8 +65,8 @@ class Claims:
     def __init__(self) -> None:
         self._records: list[dict] = []
 
-    def check(self, name: str, condition: Any, detail: str = "") -> bool:
-        """Record whether the claim ``name`` holds; return the outcome.
+    def check(self, name: str, condition: Any, detail: str = "") -> None:
+        """Record whether the claim ``name`` holds.
 
         Parameters
         ----------
@@ -80,11 +79,9 @@ class Claims:
         detail : str, optional
             The numbers behind the outcome (``"bias 0.012 ± 0.004"``), shown with it.
 
-        Returns
-        -------
-        bool
-            ``condition`` as a plain bool. Failing claims do not raise here: :meth:`verify`
-            reports them all at once.
+        Failing claims do not raise here: :meth:`verify` reports them all at once. The call
+        returns nothing, so a chapter cell that ends with it displays nothing; the outcomes are in
+        :attr:`records`.
 
         Raises
         ------
@@ -105,7 +102,6 @@ class Claims:
             raise ValueError(f"name: the claim {name!r} was already checked; names are unique")
         held = _as_bool(condition, name)
         self._records.append({"name": name, "held": held, "detail": detail})
-        return held
 
     @property
     def records(self) -> list[dict]:
