@@ -26,7 +26,7 @@ from .history import History
 from .samplers import sample
 from .validation import check_batch, check_generator, check_int, check_positive
 
-__all__ = ["History", "ReplayBuffer", "train", "robbins_monro_schedule"]
+__all__ = ["ReplayBuffer", "train", "robbins_monro_schedule"]
 
 
 class ReplayBuffer:

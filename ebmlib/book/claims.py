@@ -68,6 +68,10 @@ class Claims:
     def check(self, name: str, condition: Any, detail: str = "") -> None:
         """Record whether the claim ``name`` holds.
 
+        Failing claims do not raise here: :meth:`verify` reports them all at once. The call
+        returns nothing, so a chapter cell that ends with it displays nothing; the outcomes are in
+        :attr:`records`.
+
         Parameters
         ----------
         name : str
@@ -78,10 +82,6 @@ class Claims:
             refused, so a claim never holds by accident of truthiness.
         detail : str, optional
             The numbers behind the outcome (``"bias 0.012 ± 0.004"``), shown with it.
-
-        Failing claims do not raise here: :meth:`verify` reports them all at once. The call
-        returns nothing, so a chapter cell that ends with it displays nothing; the outcomes are in
-        :attr:`records`.
 
         Raises
         ------
