@@ -21,12 +21,14 @@ from typing import NamedTuple
 
 import torch
 
-from .validation import check_batch, check_generator, check_int, check_positive
+from .validation import check_batch, check_float_dtype, check_generator, check_int, check_positive
 
 __all__ = [
     "load_digits_binary",
+    "load_digits_binary_labels",
     "DIGITS_SHA256",
     "load_digits_grey",
+    "load_digits_grey_labels",
     "DigitsSplit",
     "dequantize",
     "logit_transform",
@@ -77,11 +79,8 @@ def _read_digits(path, dtype) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def load_digits_binary(
-    *,
-    return_labels: bool = False,
-    dtype: torch.dtype = torch.float64,
-    root: str | Path | None = None,
-):
+    *, dtype: torch.dtype = torch.float64, root: str | Path | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The binarized 8x8 handwritten digits, split into a fixed training and test set.
 
     The 1797 images of scikit-learn's copy of the UCI Optical Recognition of Handwritten Digits data
@@ -91,8 +90,6 @@ def load_digits_binary(
 
     Parameters
     ----------
-    return_labels : bool
-        Also return the digit labels (0-9).
     dtype : torch.dtype
         Floating dtype of the images.
     root : path, optional
@@ -104,8 +101,7 @@ def load_digits_binary(
     train : torch.Tensor, shape (1500, 64)
         0/1 images, row by row.
     test : torch.Tensor, shape (297, 64)
-    train_labels, test_labels : torch.Tensor of int64, shapes (1500,) and (297,)
-        Only with ``return_labels=True``.
+        The labels are :func:`load_digits_binary_labels`.
 
     Raises
     ------
@@ -114,18 +110,30 @@ def load_digits_binary(
     ValueError
         A file fails its SHA-256 check.
     """
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    folder = resources.files("ebmlib") / _DATASETS if root is None else Path(root)
-    train, train_labels = _read_digits(folder / "digits_binary_train.txt", dtype)
-    test, test_labels = _read_digits(folder / "digits_binary_test.txt", dtype)
-    if return_labels:
-        return train, test, train_labels, test_labels
-    return train, test
+    check_float_dtype(dtype)
+    folder = _folder(root)
+    return tuple(
+        _read_digits(folder / f"digits_binary_{s}.txt", dtype)[0] for s in ("train", "test")
+    )
+
+
+def load_digits_binary_labels(
+    *, root: str | Path | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The digit labels (0-9) of :func:`load_digits_binary`'s images: int64 tensors of shapes
+    ``(1500,)`` and ``(297,)``, row for row."""
+    folder = _folder(root)
+    return tuple(
+        _read_digits(folder / f"digits_binary_{s}.txt", torch.float64)[1] for s in ("train", "test")
+    )
+
+
+def _folder(root) -> Path:
+    return resources.files("ebmlib") / _DATASETS if root is None else Path(root)
 
 
 class DigitsSplit(NamedTuple):
-    """The grey-level digits: training, validation and test images (and labels, when asked for)."""
+    """The grey-level digits' training, validation and test images (or their labels)."""
 
     train: torch.Tensor
     valid: torch.Tensor
@@ -133,11 +141,8 @@ class DigitsSplit(NamedTuple):
 
 
 def load_digits_grey(
-    *,
-    return_labels: bool = False,
-    dtype: torch.dtype = torch.float64,
-    root: str | Path | None = None,
-):
+    *, dtype: torch.dtype = torch.float64, root: str | Path | None = None
+) -> DigitsSplit:
     r"""The 8x8 handwritten digits with their grey levels 0..16, split into training, validation and
     test sets.
 
@@ -150,21 +155,27 @@ def load_digits_grey(
     -------
     DigitsSplit
         ``(train, valid, test)`` of shapes (1250, 64), (250, 64), (297, 64): grey levels as floats.
-        With ``return_labels=True``, a second ``DigitsSplit`` of int64 labels follows.
+        The labels are :func:`load_digits_grey_labels`.
     """
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    folder = resources.files("ebmlib") / _DATASETS if root is None else Path(root)
-    raw = _verified_bytes(folder / "digits_grey.txt", "make_digits_grey.py")
+    check_float_dtype(dtype)
+    return _read_grey(root, dtype)[0]
+
+
+def load_digits_grey_labels(*, root: str | Path | None = None) -> DigitsSplit:
+    """The digit labels (0-9) of :func:`load_digits_grey`'s images, as a :class:`DigitsSplit` of
+    int64 tensors, row for row."""
+    return _read_grey(root, torch.float64)[1]
+
+
+def _read_grey(root, dtype) -> tuple[DigitsSplit, DigitsSplit]:
+    raw = _verified_bytes(_folder(root) / "digits_grey.txt", "make_digits_grey.py")
     parts: dict[str, tuple[list, list]] = {"train": ([], []), "valid": ([], []), "test": ([], [])}
     for line in raw.decode("ascii").splitlines():
         split, label, pixels = line.split()
         parts[split][0].append([int(p) for p in pixels.split(",")])
         parts[split][1].append(int(label))
     images = DigitsSplit(*(torch.tensor(parts[k][0], dtype=dtype) for k in DigitsSplit._fields))
-    if return_labels:
-        return images, DigitsSplit(*(torch.tensor(parts[k][1]) for k in DigitsSplit._fields))
-    return images
+    return images, DigitsSplit(*(torch.tensor(parts[k][1]) for k in DigitsSplit._fields))
 
 
 def dequantize(
@@ -285,8 +296,7 @@ def load_digits_continuous(
     ContinuousDigits
         The whitened splits in ``dtype``; ``log_det``, ``mean`` and ``scale_tril`` in float64.
     """
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    check_float_dtype(dtype)
     check_generator(generator)
     lam = _check_lam(lam)
     levels = load_digits_grey(root=root)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ._progress import progress_bar
-from .rbm import BernoulliRBM
+from .rbm import BernoulliRBM, core
 from .validation import (
     check_batch,
     check_binary,
@@ -150,14 +150,11 @@ def base_rate_bias(data: torch.Tensor) -> torch.Tensor:
 
 
 class _AnnealedRBM:
-    r"""The path
-    :math:`f_\beta(v) = e^{(1-\beta) b_A^\top v + \beta b^\top v}
-    \prod_j (1 + e^{\beta(c_j + v^\top W_{:j})})`
-    from the base-rate model (:math:`\beta = 0`, hidden units uniform) to the RBM's marginal
-    :math:`e^{-F(v)}` (:math:`\beta = 1`), and its Gibbs kernels."""
+    r"""The path :math:`f_\beta` of :mod:`ebmlib.rbm.core` from the base-rate model
+    (:math:`\beta = 0`, hidden units uniform) to the RBM's marginal (:math:`\beta = 1`), with the
+    core's Gibbs kernels."""
 
     def __init__(self, rbm, base_bias: torch.Tensor | None):
-
         if not isinstance(rbm, BernoulliRBM):
             raise TypeError(f"rbm must be an ebmlib.rbm.BernoulliRBM, got {type(rbm).__name__}")
         self.W, self.b, self.c = (p.detach() for p in rbm.parameters())
@@ -168,21 +165,17 @@ class _AnnealedRBM:
         self.log_z_base = F.softplus(self.base).sum() + self.W.shape[1] * math.log(2.0)
 
     def hidden_input(self, v):
-        return torch.addmm(self.c, v, self.W)
+        return core.hidden_logits(v, self.W, self.c)
 
     def log_f_gap(self, v, x, hi: float, lo: float) -> torch.Tensor:
-        """:math:`\\log f_{hi}(v) - \\log f_{lo}(v)`, given ``x = c + vW``; shape (R,)."""
-        return (hi - lo) * (v @ self.b_gap) + F.softplus(hi * x).sum(1) - F.softplus(lo * x).sum(1)
+        r""":math:`\log f_{hi}(v) - \log f_{lo}(v)`, given ``x = c + vW``; shape (R,)."""
+        return core.log_weight(v, x, self.b_gap, hi) - core.log_weight(v, x, self.b_gap, lo)
 
     def transition(self, x, beta: float, generator):
-        """One Gibbs step v -> h -> v' that leaves :math:`f_\\beta` invariant (and is reversible);
-        returns v', x'."""
-        h = torch.bernoulli(torch.sigmoid(beta * x), generator=generator)
-        bias = torch.lerp(self.base, self.b, beta)  # (1 - beta) b_A + beta b
-        v = torch.bernoulli(
-            torch.sigmoid(torch.addmm(bias, h, self.W.T, alpha=beta)), generator=generator
+        """One Gibbs step v -> h -> v' that leaves :math:`f_\beta` invariant; returns v', x'."""
+        return core.gibbs_step(
+            x, self.W, self.b, self.c, beta=beta, base_bias=self.base, generator=generator
         )
-        return v, self.hidden_input(v)
 
 
 def ais_log_weights(
@@ -340,7 +333,7 @@ def reverse_ais(
             n_runs, dim=0
         )  # (n * n_runs, n_visible), runs of a point adjacent
         x = model.hidden_input(chain)
-        log_w = (chain @ model.b) + F.softplus(x).sum(1) - model.log_z_base  # -F(v) - log Z_0
+        log_w = core.log_weight(chain, x, model.b) - model.log_z_base  # -F(v) - log Z_0
         steps = progress_bar(
             range(len(schedule) - 1, 0, -1),
             total=len(schedule) - 1,

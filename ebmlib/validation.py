@@ -173,3 +173,10 @@ def check_bounds(bounds, name: str = "bounds") -> list[tuple[float, float]]:
     if not out:
         raise ValueError(f"{name} must hold at least one (low, high) pair")
     return out
+
+
+def check_float_dtype(dtype, name: str = "dtype") -> torch.dtype:
+    """Return ``dtype`` if it is a floating-point ``torch.dtype``; raise ``TypeError`` otherwise."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating torch.dtype, got {dtype!r}")
+    return dtype

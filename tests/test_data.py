@@ -14,7 +14,9 @@ from ebmlib.data import (
     dequantize,
     inverse_logit_transform,
     load_digits_binary,
+    load_digits_binary_labels,
     load_digits_grey,
+    load_digits_grey_labels,
     logit_transform,
     ring_log_density,
     ring_of_gaussians,
@@ -83,7 +85,8 @@ BINARY = ("digits_binary_train.txt", "digits_binary_test.txt")
 
 
 def test_load_digits_binary_shapes_values_and_labels():
-    train, test, y_train, y_test = load_digits_binary(return_labels=True)
+    train, test = load_digits_binary()
+    y_train, y_test = load_digits_binary_labels()
     assert train.shape == (1500, 64) and test.shape == (297, 64)
     assert train.dtype == torch.float64
     assert set(torch.unique(torch.cat([train, test])).tolist()) == {0.0, 1.0}
@@ -132,14 +135,14 @@ def test_regeneration_script_reproduces_the_files_bit_for_bit(tmp_path):
 
 
 def test_grey_digits_split_and_agree_with_the_binarized_set():
-    images, labels = load_digits_grey(return_labels=True)
+    images, labels = load_digits_grey(), load_digits_grey_labels()
     assert [t.shape for t in images] == [(1250, 64), (250, 64), (297, 64)]
     pixels = torch.cat(list(images))
     assert float(pixels.min()) == 0.0 and float(pixels.max()) == 16.0
     assert sorted(torch.unique(labels.train).tolist()) == list(range(10))
     # the same permutation: binarizing the grey test set gives the binarized test set, image for
     # image
-    _, test_bits, _, test_labels = load_digits_binary(return_labels=True)
+    (_, test_bits), (_, test_labels) = load_digits_binary(), load_digits_binary_labels()
     assert torch.equal((images.test / 16 > 0.5).double(), test_bits)
     assert torch.equal(labels.test, test_labels)
     train_bits = load_digits_binary()[0]

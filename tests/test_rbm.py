@@ -8,7 +8,7 @@ import torch
 
 from conftest import Z_TOL
 from ebmlib.exact import binary_states
-from ebmlib.rbm import BernoulliRBM
+from ebmlib.rbm import BernoulliRBM, core
 
 
 def random_rbm(n_visible, n_hidden, seed, scale=1.0):
@@ -67,7 +67,7 @@ def test_gibbs_leaves_the_model_invariant_and_converges():
     g = torch.Generator().manual_seed(3)
     exact_draws = vs[torch.multinomial(p, n, replacement=True, generator=g)]
     for start, k in ((exact_draws, 2), (torch.zeros(n, 4, dtype=torch.float64), 30)):
-        out = rbm.gibbs(start, k=k, generator=g)
+        out = rbm.gibbs(start, n_steps=k, generator=g)
         index = (out * 2 ** torch.arange(4, dtype=torch.float64)).sum(1).long()
         freq = torch.bincount(index, minlength=16).double() / n
         z = (freq - p) / torch.sqrt(p * (1 - p) / n)
@@ -113,17 +113,48 @@ def test_reconstruction_error_formulas():
         rbm.reconstruction_error(v, kind="l1")
 
 
-def test_contrastive_gradient_matches_autograd_of_the_free_energy_gap():
-    rbm = random_rbm(7, 5, seed=7)
-    g = torch.Generator().manual_seed(8)
-    v_pos = torch.bernoulli(torch.full((11, 7), 0.4, dtype=torch.float64), generator=g)
-    v_neg = torch.bernoulli(torch.full((6, 7), 0.6, dtype=torch.float64), generator=g)
-    hand = rbm.contrastive_gradient(v_pos, v_neg)
-    for p in rbm.parameters():
-        p.requires_grad_(True)
-    (rbm.free_energy(v_pos).mean() - rbm.free_energy(v_neg).mean()).backward()
-    for p, expected in zip(rbm.parameters(), hand, strict=True):
-        assert torch.allclose(p.grad, expected, atol=1e-12)
+def cd_gradient(rbm, v_pos, v_neg):
+    """The CD/PCD gradient by autograd: of mean F(v_pos) - mean F(v_neg), negatives held fixed."""
+    params = [p.clone().requires_grad_(True) for p in rbm.parameters()]
+    x_pos, x_neg = (torch.addmm(params[2], v, params[0]) for v in (v_pos, v_neg))
+    gap = (
+        core.log_weight(v_neg, x_neg, params[1]).mean()
+        - core.log_weight(v_pos, x_pos, params[1]).mean()
+    )
+    return torch.autograd.grad(gap, params)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.35])
+def test_the_core_gibbs_step_leaves_the_annealed_distribution_invariant(beta):
+    """Exact draws from f_beta (enumerated), one core Gibbs step, frequencies against f_beta."""
+    rbm = random_rbm(4, 3, seed=12, scale=1.0)
+    base = torch.tensor([0.5, -1.0, 0.2, 1.5], dtype=torch.float64)
+    vs = binary_states(4)
+    x = core.hidden_logits(vs, rbm.weight, rbm.hidden_bias)
+    log_f = core.log_weight(vs, x, rbm.visible_bias - base, beta) + vs @ base
+    p = torch.softmax(log_f, 0)
+    n = 40000
+    g = torch.Generator().manual_seed(13)
+    start = vs[torch.multinomial(p, n, replacement=True, generator=g)]
+    x0 = core.hidden_logits(start, rbm.weight, rbm.hidden_bias)
+    out, x1 = core.gibbs_step(x0, *rbm.parameters(), beta=beta, base_bias=base, generator=g)
+    assert torch.equal(x1, core.hidden_logits(out, rbm.weight, rbm.hidden_bias))
+    freq = torch.bincount((out * 2 ** torch.arange(4.0)).sum(1).long(), minlength=16) / n
+    z = (freq.double() - p) / torch.sqrt(p * (1 - p) / n)
+    assert float(z.abs().max()) < Z_TOL, z
+
+
+def test_the_free_energy_is_the_cores_log_weight_and_the_gibbs_step_is_the_models():
+    rbm = random_rbm(6, 4, seed=14, scale=0.5)
+    v = binary_states(6)
+    x = core.hidden_logits(v, rbm.weight, rbm.hidden_bias)
+    hand = -(v @ rbm.visible_bias) - torch.nn.functional.softplus(x).sum(1)
+    assert torch.allclose(rbm.free_energy(v), hand, atol=1e-12)
+    g1, g2 = (torch.Generator().manual_seed(15) for _ in range(2))
+    once = rbm.gibbs(v, 3, generator=g1)
+    for _ in range(3):
+        v, x = core.gibbs_step(x, *rbm.parameters(), generator=g2)
+    assert torch.equal(once, v)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +193,7 @@ def test_one_fit_step_is_the_hand_derived_update(persistent, weight_decay, momen
     for _ in range(2):
         v_neg = torch.bernoulli(with_one(before.visible_probabilities(h)), generator=g)[:, :7]
         h = torch.bernoulli(with_one(before.hidden_probabilities(v_neg)), generator=g)[:, :5]
-    g_w, g_b, g_c = before.contrastive_gradient(v_pos, v_neg)
+    g_w, g_b, g_c = cd_gradient(before, v_pos, v_neg)
     assert torch.allclose(
         rbm.weight, before.weight - 0.1 * (g_w + weight_decay * before.weight), atol=1e-12
     )
