@@ -1,5 +1,8 @@
 """ebmlib.book.run_in_processes: the chapters' side-by-side fits give the one-by-one results."""
 
+import multiprocessing
+import os
+
 import pytest
 import torch
 
@@ -46,3 +49,15 @@ def test_bad_arguments_are_refused():
         run_in_processes({"x": 3})
     with pytest.raises(ValueError, match="n_jobs"):
         run_in_processes({"a": _fit(0)}, n_jobs=0)
+
+
+def test_tasks_run_here_once_cuda_is_initialized(monkeypatch):
+    """A forked child cannot use its parent's CUDA context: the tasks then run in this process."""
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    pids = run_in_processes({"a": os.getpid, "b": os.getpid}, n_jobs=2)
+    assert pids == {"a": os.getpid(), "b": os.getpid()}
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    if "fork" in multiprocessing.get_all_start_methods():
+        assert (
+            os.getpid() not in run_in_processes({"a": os.getpid, "b": os.getpid}, n_jobs=2).values()
+        )

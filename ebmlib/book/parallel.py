@@ -32,6 +32,11 @@ def _run_task(index: int) -> Any:
     return _worker_tasks[index]()
 
 
+def _can_fork() -> bool:
+    """Fork is available and safe: no CUDA context in this process to inherit."""
+    return "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_initialized()
+
+
 def available_cores() -> int:
     """The number of CPU cores this process may use (its affinity where the OS reports one)."""
     if hasattr(os, "sched_getaffinity"):
@@ -53,7 +58,9 @@ def run_in_processes(
     n_jobs : int, optional
         Worker processes; default :func:`available_cores`, capped at the number of tasks. With
         ``n_jobs=1``, or where the operating system cannot fork (Windows), the tasks run one
-        after the other in this process, with the same results.
+        after the other in this process, with the same results. They also run here, one by one,
+        once CUDA is initialized in this process (a forked child cannot use the parent's CUDA
+        context): a chapter run with ``DEVICE="cuda"`` fits on the GPU sequentially.
 
     Returns
     -------
@@ -73,7 +80,7 @@ def run_in_processes(
     if n_jobs is None:
         n_jobs = available_cores()
     n_jobs = min(check_int(n_jobs, "n_jobs"), len(names))
-    if n_jobs == 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if n_jobs == 1 or not _can_fork():
         return {name: tasks[name]() for name in names}
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
