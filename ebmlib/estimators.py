@@ -49,7 +49,8 @@ class NCEEstimate(NamedTuple):
 
 def _warn_not_converged(solver: str, max_iter: int, decrement: torch.Tensor, tol: float) -> None:
     """Warn that a batched Newton solver stopped at ``max_iter`` with some Newton decrements (one
-    per replicate) still above ``tol``."""
+    per replicate) still above ``tol``. The warning points at the caller of the public solver
+    (``solver`` -> :func:`_damped_newton` -> here)."""
     bad = ~(decrement < tol)  # NaN counts as not converged
     warnings.warn(
         f"{solver}: Newton's method stopped after max_iter={max_iter} iterations without "
@@ -58,18 +59,133 @@ def _warn_not_converged(solver: str, max_iter: int, decrement: torch.Tensor, tol
         "Raise max_iter, or check that the estimate exists (for example that the data's mean "
         "statistics lie inside the convex hull of the grid's)",
         ConvergenceWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
 
 
+def _newton_step(grad: torch.Tensor, hess: torch.Tensor, ridge: float):
+    r"""The Newton step :math:`(H + \text{ridge}\,I)^{-1} g` and the Newton decrement
+    :math:`g^\top(H + \text{ridge}\,I)^{-1} g` of every replicate: shapes (R, P) and (R,)."""
+    p = grad.shape[1]
+    step = torch.linalg.solve(
+        hess + ridge * torch.eye(p, dtype=hess.dtype), grad.unsqueeze(-1)
+    ).squeeze(-1)
+    return step, (grad * step).sum(1)
+
+
+def _halve_until_no_worse(objective, x, loss, step, max_halvings: int, slack: float):
+    """Try ``x - step``, halving the step of each replicate whose loss rises by more than
+    ``slack``, at most ``max_halvings`` tries; returns the last trial point, its loss and its
+    cache."""
+    scale = torch.ones(x.shape[0], dtype=x.dtype)
+    for _ in range(max_halvings):
+        trial = x - scale[:, None] * step
+        new_loss, new_cache = objective(trial)
+        worse = new_loss > loss + slack
+        if not bool(worse.any()):
+            break
+        scale = torch.where(worse, scale / 2, scale)
+    return trial, new_loss, new_cache
+
+
+def _damped_newton(
+    objective,
+    derivatives,
+    x: torch.Tensor,
+    *,
+    solver: str,
+    max_iter: int,
+    tol: float,
+    ridge: float,
+    max_halvings: int,
+    slack: float,
+) -> torch.Tensor:
+    """Minimize a convex objective for R replicates at once by Newton's method with step halving.
+
+    ``objective(x)`` returns the losses, shape (R,), and a cache that ``derivatives(x, cache)``
+    turns into the gradients (R, P) and Hessians (R, P, P) at ``x`` (shape (R, P)). At most
+    ``max_iter`` updates are made; the iteration stops when every replicate's Newton decrement is
+    below ``tol``, and warns (:class:`~ebmlib.validation.ConvergenceWarning`, in the name of
+    ``solver``) when ``max_iter`` updates end without that. Each update halves the step of a
+    replicate whose loss would rise by more than ``slack``, at most ``max_halvings`` times."""
+    loss, cache = objective(x)
+    for iteration in range(max_iter + 1):  # max_iter updates; the last pass only checks
+        step, decrement = _newton_step(*derivatives(x, cache), ridge)
+        if bool((decrement < tol).all()):
+            break
+        if iteration == max_iter:
+            _warn_not_converged(solver, max_iter, decrement, tol)
+            break
+        x, loss, cache = _halve_until_no_worse(objective, x, loss, step, max_halvings, slack)
+    return x
+
+
 def _nce_objective(beta, phi_d, phi_n, off_d, off_n, n_data):
+    """NCE loss of every replicate at ``beta``, shape (R,), with the logits ``(g_d, g_n)`` as the
+    cache."""
     g_d = torch.einsum("rnk,rk->rn", phi_d, beta) + off_d
     g_n = torch.einsum("rnk,rk->rn", phi_n, beta) + off_n
     loss = (
         -(torch.nn.functional.logsigmoid(g_d).sum(1) + torch.nn.functional.logsigmoid(-g_n).sum(1))
         / n_data
     )
-    return loss, g_d, g_n
+    return loss, (g_d, g_n)
+
+
+def _nce_derivatives(logits, phi_d, phi_n, n_data):
+    """Gradient (R, K+1) and Hessian (R, K+1, K+1) of the NCE loss, given its logits."""
+    g_d, g_n = logits
+    p_d, p_n = torch.sigmoid(g_d), torch.sigmoid(g_n)
+    grad = (
+        torch.einsum("rn,rnk->rk", p_d - 1, phi_d) + torch.einsum("rn,rnk->rk", p_n, phi_n)
+    ) / n_data
+    w_d, w_n = p_d * (1 - p_d), p_n * (1 - p_n)
+    hess = (
+        torch.einsum("rn,rnk,rnl->rkl", w_d, phi_d, phi_d)
+        + torch.einsum("rn,rnk,rnl->rkl", w_n, phi_n, phi_n)
+    ) / n_data
+    return grad, hess
+
+
+def _check_nce_inputs(stats_data, stats_noise, log_q_data, log_q_noise) -> None:
+    for name, t in (
+        ("stats_data", stats_data),
+        ("stats_noise", stats_noise),
+        ("log_q_data", log_q_data),
+        ("log_q_noise", log_q_noise),
+    ):
+        check_tensor(t, name)
+        check_finite(t, name)
+    if (
+        stats_data.ndim != 3
+        or stats_noise.ndim != 3
+        or stats_data.shape[0] != stats_noise.shape[0]
+        or stats_data.shape[2] != stats_noise.shape[2]
+    ):
+        raise ValueError(
+            "stats_data (R, N, K) and stats_noise (R, M, K) disagree: "
+            f"{tuple(stats_data.shape)} and "
+            f"{tuple(stats_noise.shape)}"
+        )
+    r, n, _ = stats_data.shape
+    m = stats_noise.shape[1]
+    if n == 0 or m == 0:
+        raise ValueError("stats_data and stats_noise need at least one point per replicate")
+    if log_q_data.shape != (r, n) or log_q_noise.shape != (r, m):
+        raise ValueError(f"log_q_data must have shape ({r}, {n}) and log_q_noise ({r}, {m})")
+
+
+def _nce_features(stats_data, stats_noise, log_q_data, log_q_noise):
+    r"""Features of :math:`\beta = (\theta, c)` and offsets of the NCE logistic regression:
+    ``(phi_d, phi_n, off_d, off_n)``."""
+    r, n, _ = stats_data.shape
+    m = stats_noise.shape[1]
+    log_nu = math.log(m / n)
+    ones_d = -torch.ones(r, n, 1, dtype=stats_data.dtype)
+    ones_n = -torch.ones(r, m, 1, dtype=stats_data.dtype)
+    phi_d = torch.cat([-stats_data, ones_d], dim=2)
+    phi_n = torch.cat([-stats_noise, ones_n], dim=2)
+    return phi_d, phi_n, -log_q_data - log_nu, -log_q_noise - log_nu
 
 
 def nce_exponential_family(
@@ -116,67 +232,21 @@ def nce_exponential_family(
         When ``max_iter`` iterations end with some replicate's Newton decrement still above
         ``tol`` (the last iterate is returned).
     """
-    for name, t in (
-        ("stats_data", stats_data),
-        ("stats_noise", stats_noise),
-        ("log_q_data", log_q_data),
-        ("log_q_noise", log_q_noise),
-    ):
-        check_tensor(t, name)
-        check_finite(t, name)
-    if (
-        stats_data.ndim != 3
-        or stats_noise.ndim != 3
-        or stats_data.shape[0] != stats_noise.shape[0]
-        or stats_data.shape[2] != stats_noise.shape[2]
-    ):
-        raise ValueError(
-            "stats_data (R, N, K) and stats_noise (R, M, K) disagree: "
-            f"{tuple(stats_data.shape)} and "
-            f"{tuple(stats_noise.shape)}"
-        )
-    r, n, k = stats_data.shape
-    m = stats_noise.shape[1]
-    if n == 0 or m == 0:
-        raise ValueError("stats_data and stats_noise need at least one point per replicate")
-    if log_q_data.shape != (r, n) or log_q_noise.shape != (r, m):
-        raise ValueError(f"log_q_data must have shape ({r}, {n}) and log_q_noise ({r}, {m})")
+    _check_nce_inputs(stats_data, stats_noise, log_q_data, log_q_noise)
     max_iter = check_int(max_iter, "max_iter")
-    log_nu = math.log(m / n)
-    ones_d = -torch.ones(r, n, 1, dtype=stats_data.dtype)
-    ones_n = -torch.ones(r, m, 1, dtype=stats_data.dtype)
-    phi_d = torch.cat([-stats_data, ones_d], dim=2)  # features of (theta, c)
-    phi_n = torch.cat([-stats_noise, ones_n], dim=2)
-    off_d, off_n = -log_q_data - log_nu, -log_q_noise - log_nu
-    beta = torch.zeros(r, k + 1, dtype=stats_data.dtype)
-    loss, g_d, g_n = _nce_objective(beta, phi_d, phi_n, off_d, off_n, n)
-    for iteration in range(max_iter + 1):  # max_iter updates; the last pass only checks
-        p_d, p_n = torch.sigmoid(g_d), torch.sigmoid(g_n)
-        grad = (
-            torch.einsum("rn,rnk->rk", p_d - 1, phi_d) + torch.einsum("rn,rnk->rk", p_n, phi_n)
-        ) / n
-        w_d, w_n = p_d * (1 - p_d), p_n * (1 - p_n)
-        hess = (
-            torch.einsum("rn,rnk,rnl->rkl", w_d, phi_d, phi_d)
-            + torch.einsum("rn,rnk,rnl->rkl", w_n, phi_n, phi_n)
-        ) / n
-        hess = hess + 1e-12 * torch.eye(k + 1, dtype=hess.dtype)
-        step = torch.linalg.solve(hess, grad.unsqueeze(-1)).squeeze(-1)
-        decrement = (grad * step).sum(1)
-        if bool((decrement < tol).all()):
-            break
-        if iteration == max_iter:
-            _warn_not_converged("nce_exponential_family", max_iter, decrement, tol)
-            break
-        scale = torch.ones(r, dtype=beta.dtype)
-        for _ in range(50):  # step halving, per replicate, until the loss does not increase
-            trial = beta - scale[:, None] * step
-            new_loss, new_g_d, new_g_n = _nce_objective(trial, phi_d, phi_n, off_d, off_n, n)
-            worse = new_loss > loss + 1e-14
-            if not bool(worse.any()):
-                break
-            scale = torch.where(worse, scale / 2, scale)
-        beta, loss, g_d, g_n = trial, new_loss, new_g_d, new_g_n
+    r, n, k = stats_data.shape
+    phi_d, phi_n, off_d, off_n = _nce_features(stats_data, stats_noise, log_q_data, log_q_noise)
+    beta = _damped_newton(
+        lambda beta: _nce_objective(beta, phi_d, phi_n, off_d, off_n, n),
+        lambda beta, logits: _nce_derivatives(logits, phi_d, phi_n, n),
+        torch.zeros(r, k + 1, dtype=stats_data.dtype),
+        solver="nce_exponential_family",
+        max_iter=max_iter,
+        tol=tol,
+        ridge=1e-12,
+        max_halvings=50,
+        slack=1e-14,
+    )
     return NCEEstimate(beta[:, :k], beta[:, k])
 
 
@@ -188,8 +258,49 @@ def _grid_log_p(theta, grid_stats, log_w):
 
 
 def _grid_nll(theta, mean_stats, grid_stats, log_w):
+    """Average NLL of every replicate, shape (R,), with log Z by quadrature on the grid."""
     log_z = torch.logsumexp(_grid_log_p(theta, grid_stats, log_w), dim=1)  # (R,)
     return (theta * mean_stats).sum(1) + log_z
+
+
+def _grid_nll_derivatives(theta, mean_stats, grid_stats, log_w):
+    r"""Gradient :math:`\bar T - \mathbb E_\theta T`, shape (R, K), and Hessian
+    :math:`\operatorname{Cov}_\theta T` (the Fisher information), shape (R, K, K), of
+    :func:`_grid_nll`."""
+    r = theta.shape[0]
+    p = torch.softmax(_grid_log_p(theta, grid_stats, log_w), dim=1)  # (R, G) model weights
+    points = grid_stats if grid_stats.ndim == 3 else grid_stats[None, :, :]
+    mean_model = torch.einsum("rg,rgk->rk", p, points.expand(r, -1, -1))  # E_theta T, (R, K)
+    centred = points - mean_model[:, None, :]
+    fisher = torch.einsum("rg,rgk,rgl->rkl", p, centred, centred)
+    return mean_stats - mean_model, fisher
+
+
+def _check_mle_inputs(mean_stats, grid_stats, log_weights) -> None:
+    for name, t in (
+        ("mean_stats", mean_stats),
+        ("grid_stats", grid_stats),
+        ("log_weights", log_weights),
+    ):
+        check_tensor(t, name)
+        check_finite(t, name)
+    mean_stats = mean_stats[None, :] if mean_stats.ndim == 1 else mean_stats
+    batched = grid_stats.ndim == 3
+    if (
+        mean_stats.ndim != 2
+        or grid_stats.ndim not in (2, 3)
+        or grid_stats.shape[-1] != mean_stats.shape[1]
+        or (batched and grid_stats.shape[0] != mean_stats.shape[0])
+    ):
+        raise ValueError(
+            f"mean_stats (R, K) and grid_stats (G, K) or (R, G, K) disagree: "
+            f"{tuple(mean_stats.shape)} and {tuple(grid_stats.shape)}"
+        )
+    if log_weights.shape != grid_stats.shape[:-1]:
+        raise ValueError(
+            f"log_weights must have shape {tuple(grid_stats.shape[:-1])}, "
+            f"got {tuple(log_weights.shape)}"
+        )
 
 
 def mle_exponential_family(
@@ -245,31 +356,9 @@ def mle_exponential_family(
         When ``max_iter`` iterations end with some replicate's Newton decrement still above
         ``tol`` (the last iterate is returned).
     """
-    for name, t in (
-        ("mean_stats", mean_stats),
-        ("grid_stats", grid_stats),
-        ("log_weights", log_weights),
-    ):
-        check_tensor(t, name)
-        check_finite(t, name)
+    _check_mle_inputs(mean_stats, grid_stats, log_weights)
     single = mean_stats.ndim == 1
     mean_stats = mean_stats[None, :] if single else mean_stats
-    batched = grid_stats.ndim == 3
-    if (
-        mean_stats.ndim != 2
-        or grid_stats.ndim not in (2, 3)
-        or grid_stats.shape[-1] != mean_stats.shape[1]
-        or (batched and grid_stats.shape[0] != mean_stats.shape[0])
-    ):
-        raise ValueError(
-            f"mean_stats (R, K) and grid_stats (G, K) or (R, G, K) disagree: "
-            f"{tuple(mean_stats.shape)} and {tuple(grid_stats.shape)}"
-        )
-    if log_weights.shape != grid_stats.shape[:-1]:
-        raise ValueError(
-            f"log_weights must have shape {tuple(grid_stats.shape[:-1])}, "
-            f"got {tuple(log_weights.shape)}"
-        )
     max_iter = check_int(max_iter, "max_iter")
     r, k = mean_stats.shape
     theta = (
@@ -277,34 +366,17 @@ def mle_exponential_family(
         if theta0 is None
         else torch.as_tensor(theta0, dtype=mean_stats.dtype).expand(r, k).clone()
     )
-    loss = _grid_nll(theta, mean_stats, grid_stats, log_weights)
-    for iteration in range(max_iter + 1):  # max_iter updates; the last pass only checks
-        p = torch.softmax(
-            _grid_log_p(theta, grid_stats, log_weights), dim=1
-        )  # (R, G) model weights
-        points = grid_stats if batched else grid_stats[None, :, :]
-        mean_model = torch.einsum("rg,rgk->rk", p, points.expand(r, -1, -1))  # E_theta T, (R, K)
-        centred = points - mean_model[:, None, :]
-        fisher = torch.einsum("rg,rgk,rgl->rkl", p, centred, centred)
-        grad = mean_stats - mean_model
-        step = torch.linalg.solve(
-            fisher + 1e-14 * torch.eye(k, dtype=fisher.dtype), grad.unsqueeze(-1)
-        ).squeeze(-1)
-        decrement = (grad * step).sum(1)
-        if bool((decrement < tol).all()):
-            break
-        if iteration == max_iter:
-            _warn_not_converged("mle_exponential_family", max_iter, decrement, tol)
-            break
-        scale = torch.ones(r, dtype=theta.dtype)
-        for _ in range(60):
-            trial = theta - scale[:, None] * step
-            new_loss = _grid_nll(trial, mean_stats, grid_stats, log_weights)
-            worse = new_loss > loss + 1e-13
-            if not bool(worse.any()):
-                break
-            scale = torch.where(worse, scale / 2, scale)
-        theta, loss = trial, new_loss
+    theta = _damped_newton(
+        lambda theta: (_grid_nll(theta, mean_stats, grid_stats, log_weights), None),
+        lambda theta, _: _grid_nll_derivatives(theta, mean_stats, grid_stats, log_weights),
+        theta,
+        solver="mle_exponential_family",
+        max_iter=max_iter,
+        tol=tol,
+        ridge=1e-14,
+        max_halvings=60,
+        slack=1e-13,
+    )
     return theta[0] if single else theta
 
 
@@ -647,6 +719,43 @@ def score_matching_asymptotics(
     return theta, _sandwich(a, b)
 
 
+def _check_dsm_asymptotics_args(grad_stats_fn, nodes, sigma, n_draws, antithetic, n_hermite):
+    """The checks of :func:`denoising_score_matching_asymptotics`; returns ``sigma``, ``n_draws``
+    and ``n_hermite`` checked."""
+    check_tensor(nodes, "nodes")
+    check_finite(nodes, "nodes")
+    if nodes.ndim != 2 or nodes.shape[1] != 1 or nodes.shape[0] == 0:
+        raise ValueError(f"nodes must have shape (G, 1) (one dimension), got {tuple(nodes.shape)}")
+    sigma = check_positive(sigma, "sigma")
+    n_draws = check_int(n_draws, "n_draws")
+    n_hermite = check_int(n_hermite, "n_hermite", minimum=2)
+    if not isinstance(antithetic, bool):
+        raise TypeError(f"antithetic must be a bool, got {type(antithetic).__name__}")
+    if not callable(grad_stats_fn):
+        raise TypeError("grad_stats_fn must be callable")
+    return sigma, n_draws, n_hermite
+
+
+def _standard_normal_hermite(n_hermite: int, dtype):
+    r"""Gauss–Hermite nodes and probabilities for :math:`\varepsilon\sim\mathcal N(0, 1)`, shapes
+    (H,) and (H,)."""
+    import numpy as np
+
+    e_nodes, e_w = np.polynomial.hermite_e.hermegauss(n_hermite)  # weight exp(-e^2 / 2)
+    eps = torch.as_tensor(e_nodes, dtype=dtype)
+    return eps, torch.as_tensor(e_w / e_w.sum(), dtype=dtype)  # N(0, 1) probabilities
+
+
+def _dsm_units(grad_stats_fn, nodes, sigma, eps):
+    r""":math:`G(\tilde x)G(\tilde x)^\top`, shape (G, H, K, K), and
+    :math:`G(\tilde x)\,\varepsilon/\sigma`, shape (G, H, K), at :math:`\tilde x = x +
+    \sigma\varepsilon` for every node :math:`x` and every noise value :math:`\varepsilon`."""
+    gs = grad_stats_fn(nodes[:, None, :] + sigma * eps[None, :, None])[..., 0]  # (G, H, K)
+    if gs.ndim != 3 or gs.shape[:2] != (nodes.shape[0], eps.shape[0]):
+        raise ValueError("grad_stats_fn must map (..., 1) to (..., K, 1)")
+    return gs[..., :, None] * gs[..., None, :], gs * eps[None, :, None] / sigma
+
+
 def denoising_score_matching_asymptotics(
     grad_stats_fn,
     nodes: torch.Tensor,
@@ -698,34 +807,14 @@ def denoising_score_matching_asymptotics(
     cov : torch.Tensor, shape (K, K)
         :math:`A^{-1}BA^{-\top}`.
     """
-    import numpy as np
-
-    check_tensor(nodes, "nodes")
-    check_finite(nodes, "nodes")
-    if nodes.ndim != 2 or nodes.shape[1] != 1 or nodes.shape[0] == 0:
-        raise ValueError(f"nodes must have shape (G, 1) (one dimension), got {tuple(nodes.shape)}")
-    sigma = check_positive(sigma, "sigma")
-    n_draws = check_int(n_draws, "n_draws")
-    n_hermite = check_int(n_hermite, "n_hermite", minimum=2)
-    if not isinstance(antithetic, bool):
-        raise TypeError(f"antithetic must be a bool, got {type(antithetic).__name__}")
-    if not callable(grad_stats_fn):
-        raise TypeError("grad_stats_fn must be callable")
-    g = nodes.shape[0]
-    w = _check_probs(weights, g, "weights").to(nodes.dtype)
-    e_nodes, e_w = np.polynomial.hermite_e.hermegauss(n_hermite)  # weight exp(-e^2 / 2)
-    eps = torch.as_tensor(e_nodes, dtype=nodes.dtype)
-    e_w = torch.as_tensor(e_w / e_w.sum(), dtype=nodes.dtype)  # N(0, 1) probabilities
-
-    def parts(e):  # (G, H, K, K) and (G, H, K)
-        gs = grad_stats_fn(nodes[:, None, :] + sigma * e[None, :, None])[..., 0]  # (G, H, K)
-        if gs.ndim != 3 or gs.shape[:2] != (g, n_hermite):
-            raise ValueError("grad_stats_fn must map (..., 1) to (..., K, 1)")
-        return gs[..., :, None] * gs[..., None, :], gs * e[None, :, None] / sigma
-
-    gram, rhs = parts(eps)
+    sigma, n_draws, n_hermite = _check_dsm_asymptotics_args(
+        grad_stats_fn, nodes, sigma, n_draws, antithetic, n_hermite
+    )
+    w = _check_probs(weights, nodes.shape[0], "weights").to(nodes.dtype)
+    eps, e_w = _standard_normal_hermite(n_hermite, nodes.dtype)
+    gram, rhs = _dsm_units(grad_stats_fn, nodes, sigma, eps)
     if antithetic:
-        gram_m, rhs_m = parts(-eps)
+        gram_m, rhs_m = _dsm_units(grad_stats_fn, nodes, sigma, -eps)
         gram, rhs = (gram + gram_m) / 2, (rhs + rhs_m) / 2
     a = torch.einsum("g,h,ghkl->kl", w, e_w, gram)
     theta = torch.linalg.solve(a, torch.einsum("g,h,ghk->k", w, e_w, rhs))

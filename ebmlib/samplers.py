@@ -45,6 +45,7 @@ draw on a GPU), else a ``ValueError`` says so.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -294,6 +295,13 @@ def _hmc(energy_fn, state, *, step_size, generator, n_leapfrog=10, box=None):
 _KERNELS = {"rw_metropolis": _rw_metropolis, "langevin": _langevin, "mala": _mala, "hmc": _hmc}
 
 
+def _bind_kernel(method: str, n_leapfrog: int) -> Callable:
+    """The unchecked kernel of ``method`` with its method-specific arguments bound (HMC's
+    ``n_leapfrog``): ``kernel(energy_fn, state, *, step_size, generator, box=None)``."""
+    kernel = _KERNELS[method]
+    return functools.partial(kernel, n_leapfrog=n_leapfrog) if method == "hmc" else kernel
+
+
 def _check_kernel_args(state, step_size, generator, bounds, n_leapfrog=None):
     """The public boundary of the per-step kernels: returns (state, step_size, box, n_leapfrog)."""
     state = _check_state(state)
@@ -437,10 +445,66 @@ def step(
     state, step_size, box, n_leapfrog = _check_kernel_args(
         state, step_size, generator, bounds, n_leapfrog
     )
-    kwargs = {"n_leapfrog": n_leapfrog} if method == "hmc" else {}
-    return _KERNELS[method](
-        energy_fn, state, step_size=step_size, generator=generator, box=box, **kwargs
+    return _bind_kernel(method, n_leapfrog)(
+        energy_fn, state, step_size=step_size, generator=generator, box=box
     )
+
+
+def _check_start(x0: torch.Tensor, state: ChainState | None, box: Box | None) -> ChainState:
+    """The state :func:`sample` starts from: ``state`` when given (it must hold ``x0``), else
+    ``ChainState(x0)``; ``x0`` must lie in the box."""
+    if box is not None and not bool(box.contains(x0).all()):
+        raise ValueError("x0 must lie inside bounds when bounds are given")
+    if state is None:
+        return ChainState(x0)
+    if _check_state(state).x is not x0 and not (
+        state.x.shape == x0.shape
+        and state.x.dtype == x0.dtype
+        and state.x.device == x0.device
+        and torch.equal(state.x, x0)
+    ):
+        raise ValueError(
+            "x0 and state.x disagree: to continue from a state pass x0=state.x (its cached "
+            "energies and gradients belong to state.x), or drop state= to start afresh at x0"
+        )
+    return state
+
+
+def _run_chains(kernel, energy_fn, state: ChainState, n_steps: int, return_chain: bool):
+    """Apply ``kernel(energy_fn, state)`` ``n_steps`` times; returns the final state, the number
+    of accepted moves of each chain and, when ``return_chain``, every state (shape
+    ``(n_steps, n_chains, d)``, else None)."""
+    x = state.x
+    n_accepted = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+    chain = (
+        torch.empty((n_steps, *x.shape), dtype=x.dtype, device=x.device) if return_chain else None
+    )
+    for t in range(n_steps):
+        state, acc = kernel(energy_fn, state)
+        n_accepted += acc
+        if chain is not None:
+            chain[t] = state.x
+    return state, n_accepted, chain
+
+
+def _sample_info(method, state, n_accepted, chain, n_steps, step_size, n_leapfrog) -> dict:
+    """The ``info`` dict of :func:`sample`, after checking that the chains stayed finite."""
+    if not bool(torch.isfinite(state.x).all()):
+        raise FloatingPointError(
+            f"{method} chains reached NaN or infinite values: step_size={step_size} is too "
+            "large for this energy (or the energy is unbounded below)"
+        )
+    grads_per_step = {"rw_metropolis": 0, "langevin": 1, "mala": 1, "hmc": n_leapfrog}[method]
+    rate = n_accepted.to(torch.float64) / n_steps
+    info = {
+        "acceptance_rate": float(rate.mean()),
+        "acceptance_per_chain": rate,
+        "n_grad_evals": grads_per_step * n_steps,
+        "state": state,
+    }
+    if chain is not None:
+        info["chain"] = chain
+    return info
 
 
 def sample(
@@ -457,11 +521,7 @@ def sample(
     bounds=None,
 ):
     r"""Run ``n_chains`` Markov chains targeting :math:`p(x)\propto e^{-E(x)}` for ``n_steps``
-    steps.
-
-    The chains run where ``x0`` lives, in its dtype: every tensor the sampler creates takes
-    ``x0``'s device and dtype, and ``generator``, when given, must live on the same device
-    (``torch.Generator(device=x0.device)``).
+    steps, on ``x0``'s device and in its dtype (see the module notes on devices).
 
     Parameters
     ----------
@@ -513,50 +573,13 @@ def sample(
     n_leapfrog = check_int(n_leapfrog, "n_leapfrog")
     check_generator(generator, device=x0.device)
     box = _as_box(bounds, x0.shape[1], x0)
-    if box is not None and not bool(box.contains(x0).all()):
-        raise ValueError("x0 must lie inside bounds when bounds are given")
-    if state is None:
-        state = ChainState(x0)
-    elif _check_state(state).x is not x0 and not (
-        state.x.shape == x0.shape
-        and state.x.dtype == x0.dtype
-        and state.x.device == x0.device
-        and torch.equal(state.x, x0)
-    ):
-        raise ValueError(
-            "x0 and state.x disagree: to continue from a state pass x0=state.x (its cached "
-            "energies and gradients belong to state.x), or drop state= to start afresh at x0"
-        )
-    n_accepted = torch.zeros(x0.shape[0], dtype=torch.int64, device=x0.device)
-    chain = (
-        torch.empty((n_steps, *x0.shape), dtype=x0.dtype, device=x0.device)
-        if return_chain
-        else None
+    kernel = functools.partial(
+        _bind_kernel(method, n_leapfrog), step_size=step_size, generator=generator, box=box
     )
-    kernel = _KERNELS[method]
-    kwargs = {"n_leapfrog": n_leapfrog} if method == "hmc" else {}
-    for t in range(n_steps):
-        state, acc = kernel(
-            energy_fn, state, step_size=step_size, generator=generator, box=box, **kwargs
-        )
-        n_accepted += acc
-        if chain is not None:
-            chain[t] = state.x
-    if not bool(torch.isfinite(state.x).all()):
-        raise FloatingPointError(
-            f"{method} chains reached NaN or infinite values: step_size={step_size} is too "
-            "large for this energy (or the energy is unbounded below)"
-        )
-    grads_per_step = {"rw_metropolis": 0, "langevin": 1, "mala": 1, "hmc": n_leapfrog}[method]
-    rate = n_accepted.to(torch.float64) / n_steps
-    info = {
-        "acceptance_rate": float(rate.mean()),
-        "acceptance_per_chain": rate,
-        "n_grad_evals": grads_per_step * n_steps,
-        "state": state,
-    }
-    if chain is not None:
-        info["chain"] = chain
+    state, n_accepted, chain = _run_chains(
+        kernel, energy_fn, _check_start(x0, state, box), n_steps, return_chain
+    )
+    info = _sample_info(method, state, n_accepted, chain, n_steps, step_size, n_leapfrog)
     return state.x, info
 
 
@@ -640,6 +663,44 @@ def _log_weights(energy_fn: Callable, proposal, y: torch.Tensor) -> torch.Tensor
     return log_w
 
 
+def _imh_start(energy_fn, proposal, x0, n_chains: int, d: int, generator):
+    """Initial states of :func:`independent_metropolis` (a draw from the proposal when ``x0`` is
+    None) and their log weights."""
+    if x0 is None:
+        state = proposal.sample(n_chains, generator=generator)
+    else:
+        state = check_batch(x0, "x0", dim=d).clone()
+        if state.shape[0] != n_chains:
+            raise ValueError(f"x0 must have shape ({n_chains}, {d}), got {tuple(x0.shape)}")
+    log_w_state = _log_weights(energy_fn, proposal, state)
+    if bool((log_w_state == -float("inf")).all()):
+        raise ValueError("the initial states have zero density under the model or the proposal")
+    return state, log_w_state
+
+
+def _imh_recursion(log_u: np.ndarray, lw_cand: np.ndarray, lw_state: np.ndarray, return_chain):
+    """The accept/reject recursion of :func:`independent_metropolis`, on log weights alone.
+
+    It runs on NumPy arrays (on the host) and remembers which candidate each chain holds (-1 for
+    its initial state), so that the states are gathered once at the end. ``log_u``, ``lw_cand``:
+    shape (n_steps, n_chains); ``lw_state``: shape (n_chains,). Returns the index
+    held by each chain at the end, the indices held after every step (or None unless
+    ``return_chain``) and the number of accepted moves of each chain."""
+    n_steps, n_chains = lw_cand.shape
+    held = np.full(n_chains, -1, dtype=np.int64)
+    history = np.empty((n_steps, n_chains), dtype=np.int64) if return_chain else None
+    n_accepted = np.zeros(n_chains, dtype=np.int64)
+    with np.errstate(invalid="ignore"):  # -inf - (-inf) is NaN, and NaN never accepts
+        for t in range(n_steps):
+            accept = log_u[t] < lw_cand[t] - lw_state
+            lw_state = np.where(accept, lw_cand[t], lw_state)
+            held = np.where(accept, t, held)
+            n_accepted += accept
+            if history is not None:
+                history[t] = held
+    return held, history, n_accepted
+
+
 def independent_metropolis(
     energy_fn: Callable,
     proposal,
@@ -693,43 +754,17 @@ def independent_metropolis(
     check_generator(generator)
     candidates = proposal.sample(n_steps * n_chains, generator=generator)
     check_generator(generator, device=candidates.device)
-    d = candidates.shape[1]
+    d, device = candidates.shape[1], candidates.device
     log_w_cand = _log_weights(energy_fn, proposal, candidates).reshape(n_steps, n_chains)
     candidates = candidates.reshape(n_steps, n_chains, d)
-    if x0 is None:
-        state = proposal.sample(n_chains, generator=generator)
-    else:
-        state = check_batch(x0, "x0", dim=d).clone()
-        if state.shape[0] != n_chains:
-            raise ValueError(f"x0 must have shape ({n_chains}, {d}), got {tuple(x0.shape)}")
-    log_w_state = _log_weights(energy_fn, proposal, state)
-    if bool((log_w_state == -float("inf")).all()):
-        raise ValueError("the initial states have zero density under the model or the proposal")
-    device = candidates.device
-    log_u = (
-        torch.log(
-            torch.rand(
-                n_steps, n_chains, generator=generator, dtype=log_w_cand.dtype, device=device
-            )
-        )
-        .cpu()
-        .numpy()
+    state, log_w_state = _imh_start(energy_fn, proposal, x0, n_chains, d, generator)
+    u = torch.rand(n_steps, n_chains, generator=generator, dtype=log_w_cand.dtype, device=device)
+    held, history, n_accepted = _imh_recursion(
+        torch.log(u).cpu().numpy(),
+        log_w_cand.cpu().numpy(),
+        log_w_state.cpu().numpy().copy(),
+        return_chain,
     )
-    # The recursion only needs log weights: run it on NumPy arrays (on the host), remember which
-    # candidate each chain holds (-1 for its initial state), and gather the states once at the end.
-    lw_cand = log_w_cand.cpu().numpy()
-    lw_state = log_w_state.cpu().numpy().copy()
-    held = np.full(n_chains, -1, dtype=np.int64)
-    history = np.empty((n_steps, n_chains), dtype=np.int64) if return_chain else None
-    n_accepted = np.zeros(n_chains, dtype=np.int64)
-    with np.errstate(invalid="ignore"):  # -inf - (-inf) is NaN, and NaN never accepts
-        for t in range(n_steps):
-            accept = log_u[t] < lw_cand[t] - lw_state
-            lw_state = np.where(accept, lw_cand[t], lw_state)
-            held = np.where(accept, t, held)
-            n_accepted += accept
-            if history is not None:
-                history[t] = held
     pool = torch.cat([state[None], candidates])  # (n_steps + 1, n_chains, d); index 0 = start
     chains = torch.arange(n_chains, device=device)
     final = pool[torch.from_numpy(held).to(device) + 1, chains]

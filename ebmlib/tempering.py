@@ -18,17 +18,32 @@ so the :math:`\beta = 1` replicas are exact draws of :math:`p` at stationarity. 
 needed. The choice of the ladder is reviewed by :cite:t:`earl2005parallel`; :func:`geometric_betas`
 gives a geometric one. The hottest replica must cross the barriers (:math:`\beta_{K-1}\Delta E` of a
 nat or so), and neighbours must be close enough that their exchanges are accepted:
-``info["swap_acceptance"]`` reports the rate for each pair."""
+``info["swap_acceptance"]`` reports the rate for each pair.
+
+**Per-temperature steps.** :func:`parallel_tempering` reuses the scalar-step kernels of
+:mod:`ebmlib.samplers` exactly, on the whole stacked batch of replicas: replica :math:`k` runs in
+the coordinates :math:`y = x / c_k` on the energy :math:`\beta_k E(c_k y)`, and one step of size
+:math:`s` there *is* one step of size :math:`c_k s` (random walk, leapfrog) or :math:`c_k^2 s`
+(Langevin) on :math:`\beta_k E` in :math:`x`.
+
+**The schedule.** Every step of :func:`parallel_tempering` advances all :math:`K \times n` replicas
+by one step of the local kernel on their tempered energies :math:`\beta_k E` (one call of the
+energy on the stacked batch of shape ``(K * n_chains, d)``), and every ``swap_every`` steps
+proposes exchanges between neighbouring temperatures, alternating the even pairs
+:math:`(0,1), (2,3), \dots` and the odd pairs :math:`(1,2), (3,4), \dots` (non-overlapping, so
+all are tested at once), each accepted with the probability above. Exchanges reuse the energies
+(and gradients) that the local kernels already hold, so they cost no evaluation."""
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable
 
 import torch
 
-from .samplers import _KERNELS, ChainState
+from .samplers import ChainState, _bind_kernel
 from .validation import check_batch, check_generator, check_int, check_positive
 
 __all__ = ["parallel_tempering", "geometric_betas", "TEMPERING_METHODS"]
@@ -112,6 +127,116 @@ def _check_step_sizes(step_size, method: str, betas: torch.Tensor) -> torch.Tens
     return torch.tensor(steps, dtype=torch.float64)
 
 
+def _check_tempering_method(method) -> str:
+    if method not in TEMPERING_METHODS:
+        extra = (
+            " (ULA has no accept/reject step, so its biased chains would break the exchange's "
+            "balance)"
+            if method == "langevin"
+            else ""
+        )
+        raise ValueError(
+            f"method must be one of {', '.join(map(repr, TEMPERING_METHODS))}, "
+            f"got {method!r}{extra}"
+        )
+    return method
+
+
+def _check_ladder_args(method, x0, betas, counts, generator, step_size):
+    """The checks of :func:`parallel_tempering`: returns ``x0``, the inverse temperatures and the
+    steps per temperature (in ``x0``'s dtype, on its device) and the checked integers ``counts``
+    (``n_steps``, ``n_leapfrog``, ``swap_every``)."""
+    _check_tempering_method(method)
+    x0 = check_batch(x0, "x0").detach()
+    b = _check_betas(betas).to(dtype=x0.dtype, device=x0.device)
+    counts = tuple(
+        check_int(v, name)
+        for v, name in zip(counts, ("n_steps", "n_leapfrog", "swap_every"), strict=True)
+    )
+    check_generator(generator, device=x0.device)
+    steps = _check_step_sizes(step_size, method, b).to(dtype=x0.dtype, device=x0.device)
+    return x0, b, steps, counts
+
+
+def _coordinate_scales(steps: torch.Tensor, method: str):
+    """The common step ``s0 = steps[0]`` and the scales :math:`c_k`, shape (K,), of the coordinates
+    :math:`y = x / c_k` in which ``s0`` is replica :math:`k`'s step ``steps[k]`` (module notes)."""
+    s0 = float(steps[0])
+    return s0, (steps / s0) ** (0.5 if method == "mala" else 1.0)
+
+
+def _tempered_replicas(energy_fn, x0: torch.Tensor, b: torch.Tensor, c: torch.Tensor):
+    r"""The tempered energy of the stacked replicas in their coordinates, :math:`y \mapsto
+    \beta_k E(c_k y)` row by row, the starting state (``x0`` at every temperature, in those
+    coordinates) and the scale of each row, shape ``(K * n, 1)``."""
+    n = x0.shape[0]
+    beta_rows = b.repeat_interleave(n)  # (K * n,)
+    c_rows = c.repeat_interleave(n)[:, None]  # (K * n, 1)
+
+    def tempered(y):
+        return beta_rows * energy_fn(c_rows * y)
+
+    return tempered, ChainState(x0.repeat(b.numel(), 1) / c_rows), c_rows
+
+
+def _run_ladder(kernel, tempered, state, b, c, n_steps, swap_every, generator, return_chain):
+    r"""``n_steps`` local steps of every replica (``kernel(tempered, state)``), with a round of
+    exchanges every ``swap_every`` steps; returns the final state, the counts ``(accepted, tried,
+    done)`` (accepted local moves per temperature and chain, shape (K, n); exchanges tried and
+    done per pair, shape (K-1,)) and the :math:`\beta = 1` chain (or None)."""
+    k, x = b.numel(), state.x
+    n = x.shape[0] // k
+    accepted = torch.zeros(k, n, dtype=torch.float64, device=x.device)
+    swaps_tried = torch.zeros(max(k - 1, 0), dtype=torch.float64, device=x.device)
+    swaps_done = torch.zeros(max(k - 1, 0), dtype=torch.float64, device=x.device)
+    chain = (
+        torch.empty((n_steps, n, x.shape[1]), dtype=x.dtype, device=x.device)
+        if return_chain
+        else None
+    )
+    n_rounds = 0
+    for t in range(n_steps):
+        state, acc = kernel(tempered, state)
+        accepted += acc.reshape(k, n)
+        if k > 1 and (t + 1) % swap_every == 0:
+            state = _exchange(state, b, c, n, n_rounds % 2, generator, swaps_tried, swaps_done)
+            n_rounds += 1
+        if chain is not None:
+            chain[t] = state.x[:n] * c[0]
+    return state, (accepted, swaps_tried, swaps_done), chain
+
+
+def _final_replicas(state: ChainState, c_rows, k: int, step_size) -> torch.Tensor:
+    """The final replicas in x-coordinates, shape (K, n_chains, d), checked finite."""
+    x_all = (state.x * c_rows).reshape(k, -1, state.x.shape[1])
+    if not bool(torch.isfinite(x_all).all()):
+        raise FloatingPointError(
+            f"parallel tempering reached NaN or infinite values: step_size={step_size} is "
+            "too large for this energy (or the energy is unbounded below)"
+        )
+    return x_all
+
+
+def _tempering_info(method, n_steps, n_leapfrog, b, steps, counts, x_all, chain) -> dict:
+    """The ``info`` dict of :func:`parallel_tempering`."""
+    (accepted, tried, done), k = counts, b.numel()
+    per_step = n_leapfrog if method == "hmc" else _GRADS_PER_STEP[method]
+    rate_t = accepted.mean(1) / n_steps
+    info = {
+        "acceptance_rate": float(rate_t[0]),
+        "acceptance_per_temperature": rate_t,
+        "swap_acceptance": torch.where(tried > 0, done / tried.clamp_min(1.0), math.nan),
+        "n_grad_evals": k * n_steps * per_step,
+        "n_energy_evals": k * n_steps * (1 if method == "rw_metropolis" else per_step),
+        "betas": b,
+        "step_sizes": steps,
+        "x_all": x_all,
+    }
+    if chain is not None:
+        info["chain"] = chain
+    return info
+
+
 def parallel_tempering(
     energy_fn: Callable,
     x0: torch.Tensor,
@@ -129,14 +254,10 @@ def parallel_tempering(
     temperature.
 
     Every step advances all :math:`K \times n` replicas by one step of ``method`` on their tempered
-    energies :math:`\beta_k E` (one call of ``energy_fn`` on the stacked batch of shape
-    ``(K * n_chains, d)``), and every ``swap_every`` steps proposes exchanges between neighbouring
-    temperatures, alternating the even pairs :math:`(0,1), (2,3), \dots` and the odd pairs
-    :math:`(1,2), (3,4), \dots` (non-overlapping, so all are tested at once). The exchange of
-    :math:`x_i` and :math:`x_j` is accepted with probability
-    :math:`\min\{1, \exp[(\beta_i - \beta_j)(E(x_i) - E(x_j))]\}`, which leaves
-    :math:`\prod_k p_k(x_k)`, :math:`p_k \propto e^{-\beta_k E}`, invariant. Exchanges reuse the
-    energies (and gradients) that the local kernels already hold, so they cost no evaluation.
+    energies :math:`\beta_k E`; every ``swap_every`` steps, neighbouring temperatures exchange
+    states with probability :math:`\min\{1, \exp[(\beta_i - \beta_j)(E(x_i) - E(x_j))]\}`, which
+    leaves :math:`\prod_k p_k(x_k)`, :math:`p_k \propto e^{-\beta_k E}`, invariant. The module
+    notes give the schedule of exchanges and how each temperature gets its own step.
 
     Parameters
     ----------
@@ -180,81 +301,18 @@ def parallel_tempering(
         way; each gradient evaluation also gives the energy), ``"betas"``, ``"step_sizes"`` (shape
         ``(K,)``, as used), ``"x_all"`` (final replicas, shape ``(K, n_chains, d)``) and, if asked,
         ``"chain"``.
-
-    Notes
-    -----
-    Per-temperature steps reuse the scalar-step kernels exactly: replica :math:`k` runs in the
-    coordinates :math:`y = x / c_k` on the energy :math:`\beta_k E(c_k y)`, and one step of size
-    :math:`s` there *is* one step of size :math:`c_k s` (random walk, leapfrog) or :math:`c_k^2 s`
-    (Langevin) on :math:`\beta_k E` in :math:`x`."""
-    if method not in TEMPERING_METHODS:
-        extra = (
-            " (ULA has no accept/reject step, so its biased chains would break the exchange's "
-            "balance)"
-            if method == "langevin"
-            else ""
-        )
-        raise ValueError(
-            f"method must be one of {', '.join(map(repr, TEMPERING_METHODS))}, "
-            f"got {method!r}{extra}"
-        )
-    x0 = check_batch(x0, "x0").detach()
-    b = _check_betas(betas).to(dtype=x0.dtype, device=x0.device)
-    n_steps = check_int(n_steps, "n_steps")
-    n_leapfrog = check_int(n_leapfrog, "n_leapfrog")
-    swap_every = check_int(swap_every, "swap_every")
-    check_generator(generator, device=x0.device)
-    steps = _check_step_sizes(step_size, method, b).to(dtype=x0.dtype, device=x0.device)
-    k, (n, d) = b.numel(), x0.shape
-
-    # replica k runs in y = x / c_k with the scalar step s0 = steps[0]; c_k turns s0 into steps[k]
-    # (Notes)
-    s0 = float(steps[0])
-    c = (steps / s0) ** (0.5 if method == "mala" else 1.0)  # (K,)
-    beta_rows = b.repeat_interleave(n)  # (K * n,)
-    c_rows = c.repeat_interleave(n)[:, None]  # (K * n, 1)
-
-    def tempered(y):
-        return beta_rows * energy_fn(c_rows * y)
-
-    kernel = _KERNELS[method]  # arguments checked above, once
-    kwargs = {"n_leapfrog": n_leapfrog} if method == "hmc" else {}
-    state = ChainState(x0.repeat(k, 1) / c_rows)
-    accepted = torch.zeros(k, n, dtype=torch.float64, device=x0.device)
-    swaps_tried = torch.zeros(max(k - 1, 0), dtype=torch.float64, device=x0.device)
-    swaps_done = torch.zeros(max(k - 1, 0), dtype=torch.float64, device=x0.device)
-    chain = torch.empty((n_steps, n, d), dtype=x0.dtype, device=x0.device) if return_chain else None
-    n_rounds = 0
-    for t in range(n_steps):
-        state, acc = kernel(tempered, state, step_size=s0, generator=generator, **kwargs)
-        accepted += acc.reshape(k, n)
-        if k > 1 and (t + 1) % swap_every == 0:
-            state = _exchange(state, b, c, n, n_rounds % 2, generator, swaps_tried, swaps_done)
-            n_rounds += 1
-        if chain is not None:
-            chain[t] = state.x[:n] * c[0]
-    x_all = (state.x * c_rows).reshape(k, n, d)
-    if not bool(torch.isfinite(x_all).all()):
-        raise FloatingPointError(
-            f"parallel tempering reached NaN or infinite values: step_size={step_size} is "
-            "too large for this energy (or the energy is unbounded below)"
-        )
-    per_step = n_leapfrog if method == "hmc" else _GRADS_PER_STEP[method]
-    rate_t = accepted.mean(1) / n_steps
-    info = {
-        "acceptance_rate": float(rate_t[0]),
-        "acceptance_per_temperature": rate_t,
-        "swap_acceptance": torch.where(
-            swaps_tried > 0, swaps_done / swaps_tried.clamp_min(1.0), math.nan
-        ),
-        "n_grad_evals": k * n_steps * per_step,
-        "n_energy_evals": k * n_steps * (1 if method == "rw_metropolis" else per_step),
-        "betas": b,
-        "step_sizes": steps,
-        "x_all": x_all,
-    }
-    if chain is not None:
-        info["chain"] = chain
+    """
+    x0, b, steps, (n_steps, n_leapfrog, swap_every) = _check_ladder_args(
+        method, x0, betas, (n_steps, n_leapfrog, swap_every), generator, step_size
+    )
+    s0, c = _coordinate_scales(steps, method)
+    tempered, start, c_rows = _tempered_replicas(energy_fn, x0, b, c)
+    kernel = functools.partial(_bind_kernel(method, n_leapfrog), step_size=s0, generator=generator)
+    state, counts, chain = _run_ladder(
+        kernel, tempered, start, b, c, n_steps, swap_every, generator, return_chain
+    )
+    x_all = _final_replicas(state, c_rows, b.numel(), step_size)
+    info = _tempering_info(method, n_steps, n_leapfrog, b, steps, counts, x_all, chain)
     return x_all[0].clone(), info
 
 

@@ -1,11 +1,13 @@
 r"""The one training loop used by every chapter.
 
-:func:`train` minimizes a loss by stochastic gradient steps. Every method in
-the book differs only in the *loss* it builds at each step (exact NLL,
-contrastive loss with exact or MCMC negatives, score matching, NCE, ...), so
-each is a ``loss_fn(step)`` passed to the same loop, which handles the
+:func:`train` minimizes a loss by ``n_updates`` stochastic gradient updates
+(``n_steps``, elsewhere in :mod:`ebmlib`, always counts MCMC steps). Every
+method in the book differs only in the *loss* it builds at each update (exact
+NLL, contrastive loss with exact or MCMC negatives, score matching, NCE, ...),
+so each is a ``loss_fn(step)`` passed to the same loop, which handles the
 optimizer, the step-size schedule, the record of the run, callbacks and the
-progress bar.
+progress bar (the iterate-record-call-back part is :func:`ebmlib.loop.run_loop`,
+shared with :meth:`ebmlib.rbm.BernoulliRBM.fit`).
 
 The step-size schedule
 :math:`a_t = a_0 / (1 + t/t_0)^{\kappa}` with :math:`\kappa\in(1/2, 1]`
@@ -21,8 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from ._progress import progress_bar
 from .history import History
+from .loop import run_loop
 from .samplers import sample
 from .validation import check_batch, check_generator, check_int, check_positive
 
@@ -33,14 +35,14 @@ class ReplayBuffer:
     r"""Persistent chains (PCD) or a replay buffer of negative samples, advanced by
     :func:`ebmlib.samplers.sample`.
 
-    Contrastive divergence restarts its chains at the data at every step; *persistent* CD
+    Contrastive divergence restarts its chains at the data at every update; *persistent* CD
     :cite:p:`tieleman2008` keeps them, so that across parameter updates they keep mixing toward the
     model. A replay buffer :cite:p:`du2019implicit` generalizes this: it stores more states than a
     batch needs, draws a random batch of them, restarts a fraction ``restart_prob`` of that batch
     from a fresh distribution (to keep exploring), advances the batch a few MCMC steps and writes it
     back.
 
-    * ``size == batch`` and ``restart_prob == 0``: plain PCD, every chain advanced at every step.
+    * ``size == batch`` and ``restart_prob == 0``: plain PCD, every chain advanced at every update.
     * ``size > batch`` and ``restart_prob > 0``: the replay buffer of :cite:t:`du2019implicit`.
 
     Parameters
@@ -144,14 +146,14 @@ class ReplayBuffer:
 
 
 def robbins_monro_schedule(kappa: float = 1.0, t0: float = 1.0) -> Callable[[int], float]:
-    r"""Multiplier :math:`(1 + t/t_0)^{-\kappa}` of the base learning rate at step ``t``.
+    r"""Multiplier :math:`(1 + t/t_0)^{-\kappa}` of the base learning rate at update ``t``.
 
     Parameters
     ----------
     kappa : float in (0.5, 1]
         Decay exponent; the Robbins–Monro conditions need :math:`1/2<\kappa\le 1`.
     t0 : float > 0
-        Steps before the decay becomes noticeable.
+        Updates before the decay becomes noticeable.
     """
     kappa = check_positive(kappa, "kappa")
     if not 0.5 < kappa <= 1.0:
@@ -174,11 +176,37 @@ def _make_optimizer(optimizer, params, learning_rate, momentum):
     )
 
 
+def _gradient_update(loss_fn, update: int, opt, params, grad_clip, scheduler) -> dict:
+    """One gradient update: evaluate ``loss_fn(update)``, check that the loss is a finite scalar,
+    back-propagate, clip, step the optimizer and the schedule; returns the update's record."""
+    opt.zero_grad(set_to_none=True)
+    out = loss_fn(update)
+    loss, logs = out if isinstance(out, tuple) else (out, {})
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ValueError("loss_fn must return a scalar tensor (or a (loss, logs) pair)")
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        raise FloatingPointError(
+            f"the loss became {loss_value} at step {update}: the run diverged "
+            "(try a smaller learning_rate, a grad_clip, or a better-conditioned sampler)"
+        )
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    lr = opt.param_groups[0]["lr"]
+    opt.step()
+    if scheduler is not None:
+        scheduler.step()
+    record = {"step": update, "loss": loss_value, "lr": lr}
+    record.update({k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in logs.items()})
+    return record
+
+
 def train(
     loss_fn: Callable[[int], torch.Tensor | tuple],
     parameters: Iterable[torch.Tensor],
     *,
-    n_steps: int,
+    n_updates: int,
     learning_rate: float = 1e-2,
     optimizer="sgd",
     momentum: float = 0.0,
@@ -188,17 +216,18 @@ def train(
     progress: bool | None = None,
     desc: str = "training",
 ) -> History:
-    r"""Minimize ``loss_fn`` by ``n_steps`` gradient steps and return the :class:`History`.
+    r"""Minimize ``loss_fn`` by ``n_updates`` gradient updates and return the :class:`History`.
 
     Parameters
     ----------
     loss_fn : callable
         ``loss_fn(step)`` returns a scalar loss tensor, or a pair
-        ``(loss, logs)`` where ``logs`` is a dict of numbers to record.
+        ``(loss, logs)`` where ``logs`` is a dict of numbers to record;
+        ``step`` counts the gradient updates from 0.
     parameters : iterable of tensors
         The tensors to update (for example ``energy.parameters()``).
-    n_steps : int
-        Number of gradient steps.
+    n_updates : int
+        Number of gradient updates.
     learning_rate : float
         Base step size :math:`a_0`.
     optimizer : {"sgd", "adam"} or torch.optim.Optimizer
@@ -206,12 +235,12 @@ def train(
     momentum : float
         Momentum for SGD.
     schedule : callable, optional
-        ``schedule(t)`` multiplies the learning rate at step ``t``, e.g.
+        ``schedule(t)`` multiplies the learning rate at update ``t``, e.g.
         :func:`robbins_monro_schedule`.
     grad_clip : float, optional
         Clip the global gradient norm to this value.
     callbacks : sequence of callables
-        ``callback(step, logs)`` after each step; ``logs`` holds ``"step"``,
+        ``callback(step, logs)`` after each update; ``logs`` holds ``"step"``,
         ``"loss"`` and ``"lr"`` and whatever ``loss_fn`` logged. A callback may
         add entries to ``logs`` (they are recorded) and returns a truthy
         value to stop early.
@@ -224,7 +253,7 @@ def train(
     -------
     History
     """
-    n_steps = check_int(n_steps, "n_steps")
+    n_updates = check_int(n_updates, "n_updates")
     learning_rate = check_positive(learning_rate, "learning_rate")
     momentum = check_positive(momentum, "momentum", allow_zero=True)
     if grad_clip is not None:
@@ -234,30 +263,10 @@ def train(
         raise ValueError("parameters is empty: nothing to train")
     opt = _make_optimizer(optimizer, params, learning_rate, momentum)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule is not None else None
-    history = History()
-    for step in progress_bar(range(n_steps), total=n_steps, desc=desc, progress=progress):
-        opt.zero_grad(set_to_none=True)
-        out = loss_fn(step)
-        loss, logs = out if isinstance(out, tuple) else (out, {})
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise ValueError("loss_fn must return a scalar tensor (or a (loss, logs) pair)")
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(
-                f"the loss became {loss_value} at step {step}: the run diverged "
-                "(try a smaller learning_rate, a grad_clip, or a better-conditioned sampler)"
-            )
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        lr = opt.param_groups[0]["lr"]
-        opt.step()
-        if scheduler is not None:
-            scheduler.step()
-        record = {"step": step, "loss": loss_value, "lr": lr}
-        record.update(
-            {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in logs.items()}
-        )
-        if history.record(step, record, callbacks):
-            break
-    return history
+    return run_loop(
+        lambda step: _gradient_update(loss_fn, step, opt, params, grad_clip, scheduler),
+        range(n_updates),
+        callbacks=callbacks,
+        progress=progress,
+        desc=desc,
+    )

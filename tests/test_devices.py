@@ -164,7 +164,7 @@ def test_replay_buffer_and_train_keep_dtype_and_device(dtype, device):
             "acc": info["acceptance_rate"]
         }
 
-    history = train(loss_fn, energy.parameters(), n_steps=3, progress=False)
+    history = train(loss_fn, energy.parameters(), n_updates=3, progress=False)
     assert history["step"] == [0, 1, 2]
     for p in energy.parameters():
         _same_place(p, dtype, device)

@@ -14,7 +14,7 @@ def test_exact_gradient_descent_reaches_closed_form_mle(gen):
     hist = train(
         lambda t: exact_nll(g, x, g.log_partition()),
         g.parameters(),
-        n_steps=400,
+        n_updates=400,
         learning_rate=0.2,
         progress=False,
     )
@@ -32,11 +32,11 @@ def test_robbins_monro_with_exact_samples_converges_within_monte_carlo_error(gen
     def loss(t):
         return cd_loss(g, x, g.sample(100, generator=sampler_gen))
 
-    n_steps, lr, t0 = 3000, 2.0, 50.0
+    n_updates, lr, t0 = 3000, 2.0, 50.0
     train(
         loss,
         g.parameters(),
-        n_steps=n_steps,
+        n_updates=n_updates,
         learning_rate=lr,
         schedule=robbins_monro_schedule(1.0, t0),
         progress=False,
@@ -45,10 +45,10 @@ def test_robbins_monro_with_exact_samples_converges_within_monte_carlo_error(gen
     # Step a_t ~ a/t with a = lr*t0. Near the MLE s the mean gradient is c*(sigma - s) with c =
     # 2/s^2, and the gradient noise has sd g = sqrt(2) s^2 / sqrt(100) / s^3. Robbins-Monro theory
     # (a*c > 1/2) gives Var(sigma_t) ~ a^2 g^2 / ((2ac - 1) t); the test allows Z_TOL such standard
-    # errors. 3000 steps, not fewer: a schedule that does not decay leaves an sd of about sqrt(lr
+    # errors. 3000 updates, not fewer: a schedule that does not decay leaves an sd of about sqrt(lr
     # g^2 / 2c) = 0.1, which must stand clear of Z_TOL standard errors (here 7.5 SE).
     a, c, g_sd = lr * t0, 2 / mle**2, math.sqrt(2) / (10 * mle)
-    se = math.sqrt(a**2 * g_sd**2 / ((2 * a * c - 1) * n_steps))
+    se = math.sqrt(a**2 * g_sd**2 / ((2 * a * c - 1) * n_updates))
     assert float(g.scale_tril.detach()) == pytest.approx(mle, abs=Z_TOL * se)
 
 
@@ -65,7 +65,7 @@ def test_train_callbacks_logs_and_early_stop(gen):
     hist = train(
         lambda t: (exact_nll(g, x, g.log_partition()), {"custom": t * 2}),
         g.parameters(),
-        n_steps=100,
+        n_updates=100,
         callbacks=[cb],
         progress=False,
     )
@@ -77,17 +77,17 @@ def test_train_callbacks_logs_and_early_stop(gen):
 def test_train_reports_divergence_instead_of_nan():
     p = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
     with pytest.raises(FloatingPointError, match="diverged"):
-        train(lambda t: torch.log(p - 2.0), [p], n_steps=3, progress=False)
+        train(lambda t: torch.log(p - 2.0), [p], n_updates=3, progress=False)
 
 
 @pytest.mark.parametrize(
     "kwargs, err, match",
     [
-        (dict(n_steps=0), ValueError, "n_steps"),
-        (dict(n_steps=3, learning_rate=0.0), ValueError, "learning_rate"),
-        (dict(n_steps=3, learning_rate=float("nan")), ValueError, "learning_rate"),
-        (dict(n_steps=3, optimizer="lbfgs"), ValueError, "optimizer"),
-        (dict(n_steps=3, grad_clip=-1.0), ValueError, "grad_clip"),
+        (dict(n_updates=0), ValueError, "n_updates"),
+        (dict(n_updates=3, learning_rate=0.0), ValueError, "learning_rate"),
+        (dict(n_updates=3, learning_rate=float("nan")), ValueError, "learning_rate"),
+        (dict(n_updates=3, optimizer="lbfgs"), ValueError, "optimizer"),
+        (dict(n_updates=3, grad_clip=-1.0), ValueError, "grad_clip"),
     ],
 )
 def test_train_rejects_bad_arguments(kwargs, err, match):
@@ -98,10 +98,10 @@ def test_train_rejects_bad_arguments(kwargs, err, match):
 
 def test_train_rejects_empty_parameters_and_non_scalar_loss():
     with pytest.raises(ValueError, match="parameters is empty"):
-        train(lambda t: torch.tensor(0.0), [], n_steps=1, progress=False)
+        train(lambda t: torch.tensor(0.0), [], n_updates=1, progress=False)
     p = torch.nn.Parameter(torch.ones(2))
     with pytest.raises(ValueError, match="scalar"):
-        train(lambda t: p * 2, [p], n_steps=1, progress=False)
+        train(lambda t: p * 2, [p], n_updates=1, progress=False)
 
 
 def test_robbins_monro_schedule_validates_and_decays():
