@@ -90,7 +90,7 @@ class ReplayBuffer:
         *,
         method: str,
         n_steps: int,
-        step_size: float,
+        step_size: float | None = None,
         generator: torch.Generator | None = None,
         n_leapfrog: int = 10,
         bounds=None,
@@ -105,6 +105,9 @@ class ReplayBuffer:
         ``method``, ``n_steps``, ``step_size``, ``n_leapfrog`` and ``bounds`` are passed to
         :func:`ebmlib.samplers.sample`; with ``bounds`` the chains stay in the box, so the buffer
         samples the model truncated to it (the stored and restarted states must lie in the box).
+        ``method="gibbs"`` instead runs ``n_steps`` of the model's own block-Gibbs sampler,
+        ``energy_fn.gibbs(x, n_steps, generator=generator)`` (an RBM's; ``step_size`` unused):
+        persistent chains for RBMs.
 
         Returns
         -------
@@ -130,19 +133,23 @@ class ReplayBuffer:
             if n_restarted:
                 x[fresh] = self.restart_fn(n_restarted, generator).to(x)
                 self.n_restarts += n_restarted
-        x, info = sample(
-            energy_fn,
-            x,
-            method=method,
-            n_steps=n_steps,
-            step_size=step_size,
-            generator=generator,
-            n_leapfrog=n_leapfrog,
-            bounds=bounds,
-        )
+        if method == "gibbs":
+            x, info = _gibbs(energy_fn, x, n_steps, generator)
+        else:
+            x, info = sample(energy_fn, x, method=method, n_steps=n_steps, step_size=step_size,
+                             generator=generator, n_leapfrog=n_leapfrog, bounds=bounds)  # fmt: skip
         self.states[idx] = x
         info["n_restarted"] = n_restarted
         return x, info
+
+
+def _gibbs(model, x: torch.Tensor, n_steps, generator) -> tuple[torch.Tensor, dict]:
+    if not callable(getattr(model, "gibbs", None)):
+        raise TypeError(
+            f"method='gibbs' needs a model with a gibbs(x, n_steps, generator=) method (an RBM), "
+            f"got {type(model).__name__}"
+        )
+    return model.gibbs(x, n_steps, generator=generator), {"acceptance_rate": 1.0}
 
 
 def robbins_monro_schedule(kappa: float = 1.0, t0: float = 1.0) -> Callable[[int], float]:

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from conftest import Z_TOL
-from ebmlib import GaussianEnergy, cd_loss, robbins_monro_schedule, train
+from ebmlib import (
+    BernoulliRBM,
+    GaussianEnergy,
+    ReplayBuffer,
+    cd_loss,
+    robbins_monro_schedule,
+    train,
+)
 from ebmlib.exact import exact_nll
 
 
@@ -111,3 +118,22 @@ def test_robbins_monro_schedule_validates_and_decays():
         robbins_monro_schedule(0.5)
     with pytest.raises(ValueError, match="t0"):
         robbins_monro_schedule(1.0, 0.0)
+
+
+def test_a_replay_buffer_of_rbm_chains_advances_them_by_gibbs():
+    """method="gibbs": the chains move by the model's own Gibbs sampler, stream for stream."""
+    rbm = BernoulliRBM(6, 3, generator=torch.Generator().manual_seed(0), weight_scale=1.0)
+    start = torch.bernoulli(
+        torch.full((5, 6), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1)
+    )
+    buffer = ReplayBuffer(start)
+    x, info = buffer.negatives(
+        rbm, method="gibbs", n_steps=3, generator=torch.Generator().manual_seed(2)
+    )
+    expected = rbm.gibbs(start, 3, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(x, expected) and torch.equal(buffer.states, expected)
+    assert info["n_restarted"] == 0
+    with pytest.raises(TypeError, match="gibbs"):
+        ReplayBuffer(torch.zeros(3, 2)).negatives(
+            GaussianEnergy([0.0, 0.0], 1.0), method="gibbs", n_steps=1
+        )
