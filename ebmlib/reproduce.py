@@ -28,9 +28,9 @@ that declares the name) or by chapter (``{09_head_to_head: {N_RUNS: 200}}``)::
 What it guarantees
 ------------------
 * Nothing is submitted until every chapter name, parameter name and value has been checked:
-  each chapter's parameters cell and its validation cell (the second code cell) are executed
-  in-process with the overrides, once per seed, so a bad value fails at once with the chapter's
-  own message.
+  each task's values go through its chapter's parameter spec (:mod:`ebmlib.book.specs`), the
+  check its hidden ``check-parameters`` cell makes, in-process and without executing any
+  notebook, so a bad value fails at once with the message the chapter would give.
 * Each task ships the notebook (outputs stripped), its parameters and the files it needs to a
   Dask worker, which executes it with papermill in a temporary folder and sends the executed
   notebook back as bytes; this process writes it to ``outputs/<run-id>/`` (ignored by git),
@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import logging
 import os
@@ -103,29 +102,41 @@ class ReproduceError(ValueError):
 
 
 class Chapter:
-    """A chapter ``NN_topic.ipynb`` and its declared (UPPER_CASE) parameters with defaults."""
+    """A chapter ``NN_topic.ipynb``, its declared (UPPER_CASE) parameters with defaults, and the
+    spec they are checked against (:mod:`ebmlib.book.specs`, by the notebook's stem).
+
+    The defaults are read from the first code cell, tagged ``parameters``, without executing it:
+    each of its statements assigns a literal to a name
+    (:func:`~ebmlib.book.parameters.read_parameters_cell`).
+    """
 
     def __init__(self, path: Path):
         import nbformat
+
+        from .book.parameters import read_parameters_cell
 
         self.path = Path(path)
         self.stem = self.path.stem
         self.number = self.stem.split("_", 1)[0]
         nb = nbformat.read(self.path, as_version=4)
-        # Hidden set-up cells (the Colab install cell, tagged remove-cell) are not chapter code.
-        self.code = [
-            c.source
-            for c in nb.cells
-            if c.cell_type == "code" and "remove-cell" not in c.metadata.get("tags", [])
-        ]
         first = next((c for c in nb.cells if c.cell_type == "code"), None)
         if first is None or "parameters" not in first.metadata.get("tags", []):
             raise ReproduceError(
                 f"{self.path.name}: its first code cell must be tagged 'parameters'"
             )
-        namespace: dict = {}
-        exec(compile(first.source, f"{self.stem}[parameters]", "exec"), namespace)
-        self.defaults = {k: v for k, v in namespace.items() if _NAME.match(k)}
+        try:
+            declared = read_parameters_cell(first.source)
+        except (SyntaxError, ValueError) as err:
+            raise ReproduceError(f"{self.path.name}: {err}") from None
+        self.defaults = {k: v for k, v in declared.items() if _NAME.match(k)}
+
+    @property
+    def spec(self):
+        """The chapter's :class:`~ebmlib.book.parameters.ParameterSpec`, or None where
+        :data:`ebmlib.book.specs.SPECS` has none for its stem (a chapter of another book)."""
+        from .book.specs import SPECS
+
+        return SPECS.get(self.stem)
 
     def stripped(self) -> bytes:
         """The notebook without outputs: what a task ships (papermill re-executes every cell)."""
@@ -295,18 +306,32 @@ def make_tasks(chapters: list[Chapter], parameters: dict[str, dict], seeds=None)
 
 
 def preflight(chapter: Chapter, parameters: dict) -> None:
-    """Run the chapter's parameters cell, the overrides and its validation cell in-process."""
-    import matplotlib
+    """Check a task's overrides against its chapter's spec, in-process, executing nothing.
 
-    matplotlib.use("Agg")
-    namespace: dict = {}
+    The chapter's defaults with ``parameters`` applied go through
+    :meth:`ParameterSpec.check <ebmlib.book.parameters.ParameterSpec.check>`, the check the
+    chapter's hidden ``check-parameters`` cell makes when it runs, so a bad value fails here with
+    the same message. A chapter without a spec (not one of this book's) is checked by name only;
+    its own cells check the values when it runs.
+
+    Raises
+    ------
+    ReproduceError
+        A name the chapter does not declare, or a value its spec refuses (the message names the
+        chapter, the error's type and the parameter).
+    """
+    unknown = [name for name in parameters if name not in chapter.defaults]
+    if unknown:
+        raise ReproduceError(
+            f"{chapter.stem} has no parameter {', '.join(map(repr, unknown))}; it declares: "
+            + ", ".join(chapter.defaults)
+        )
+    spec = chapter.spec
+    if spec is None:
+        return
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            exec(compile(chapter.code[0], f"{chapter.stem}[parameters]", "exec"), namespace)
-            namespace.update(parameters)
-            if len(chapter.code) > 1:
-                exec(compile(chapter.code[1], f"{chapter.stem}[validation]", "exec"), namespace)
-    except Exception as err:  # the chapter's own message, named
+        spec.check({**chapter.defaults, **parameters})
+    except (TypeError, ValueError) as err:  # the spec's message, naming the parameter
         raise ReproduceError(f"{chapter.stem}: {type(err).__name__}: {err}") from None
 
 
@@ -446,6 +471,57 @@ def _stop_run(token: str) -> int:
     return len(procs)
 
 
+def _write_payload(payload: dict, folder: Path) -> tuple[Path, Path, Path, Path]:
+    """Write a task's notebook, its files and its parameters into ``folder``; return the paths of
+    the notebook, the executed notebook to come, the parameters and the error file."""
+    key = payload["key"]
+    for relative, data in (payload.get("files") or {}).items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
+    source, target = folder / payload["name"], folder / f".{key}.executed.ipynb"
+    source.write_bytes(payload["notebook"])
+    params = folder / f".{key}.parameters.json"
+    params.write_text(json.dumps(payload["parameters"], default=str))
+    return source, target, params, folder / f".{key}.error.txt"
+
+
+def _start_child(paths: tuple[Path, ...], folder: Path, threads: int) -> subprocess.Popen:
+    """Start :data:`_CHILD` on a task's files, in a session of its own, with ``threads`` math
+    threads; its stdout and stderr come through one pipe."""
+    env = dict(
+        os.environ,
+        EBMLIB_PROGRESS="0",
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+    )
+    source, target, params, error = paths
+    command = [sys.executable, "-c", _CHILD, *map(str, (source, target, params, folder, error))]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=folder,
+        start_new_session=True,
+    )
+
+
+def _supervise(proc: subprocess.Popen, token: str, timeout, started: float) -> tuple[int, bool]:
+    """Wait for a task's process, killing it at its timeout or when its run is stopped; return its
+    peak memory (bytes, of its process tree) and whether it timed out."""
+    peak, timed_out = 0, False
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(proc.pid))
+        if timeout and time.perf_counter() - started > timeout:
+            timed_out = True
+            _kill_tree(proc)
+        elif token in _STOPPED:
+            _kill_tree(proc)
+        time.sleep(0.2)
+    return peak, timed_out
+
+
 def _run_task(payload: dict) -> dict:
     """Execute one notebook on this worker; return its record and the executed notebook's bytes.
 
@@ -462,50 +538,18 @@ def _run_task(payload: dict) -> dict:
     }
     if token in _STOPPED:
         return {"record": record, "notebook": None}
-    threads = payload.get("threads") or _worker_threads()
     timeout = payload.get("timeout")
     with tempfile.TemporaryDirectory(prefix="ebmlib-reproduce-") as tmp:
-        folder = Path(tmp)
-        for relative, data in (payload.get("files") or {}).items():
-            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-            (folder / relative).write_bytes(data)
-        source, target = folder / payload["name"], folder / f".{key}.executed.ipynb"
-        source.write_bytes(payload["notebook"])
-        params = folder / f".{key}.parameters.json"
-        params.write_text(json.dumps(payload["parameters"], default=str))
-        env = dict(
-            os.environ,
-            EBMLIB_PROGRESS="0",
-            OMP_NUM_THREADS=str(threads),
-            MKL_NUM_THREADS=str(threads),
-        )
-        error = folder / f".{key}.error.txt"
-        command = [sys.executable, "-c", _CHILD, *map(str, (source, target, params, tmp, error))]
+        paths = _write_payload(payload, Path(tmp))
         started = time.perf_counter()
-        proc = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=tmp,
-            start_new_session=True,
-        )
+        proc = _start_child(paths, Path(tmp), payload.get("threads") or _worker_threads())
         with _LOCK:
             _RUNNING.setdefault(token, {})[key] = proc
         captured: list[str] = []
         reader = threading.Thread(target=lambda: captured.append(proc.stdout.read()), daemon=True)
         reader.start()
-        peak, timed_out = 0, False
         try:
-            while proc.poll() is None:
-                peak = max(peak, _tree_rss(proc.pid))
-                if timeout and time.perf_counter() - started > timeout:
-                    timed_out = True
-                    _kill_tree(proc)
-                elif token in _STOPPED:
-                    _kill_tree(proc)
-                time.sleep(0.2)
+            peak, timed_out = _supervise(proc, token, timeout, started)
         finally:
             proc.wait()
             reader.join(timeout=5)
@@ -513,6 +557,7 @@ def _run_task(payload: dict) -> dict:
                 _RUNNING.get(token, {}).pop(key, None)
         record["seconds"] = round(time.perf_counter() - started, 1)
         record["peak_memory_mb"] = round(peak / 2**20)
+        target, error = paths[1], paths[3]
         notebook = target.read_bytes() if target.is_file() else None
         message = error.read_text() if error.is_file() else "".join(captured)
     if token in _STOPPED:
@@ -684,57 +729,79 @@ def run(
     """
     tasks = make_tasks(chapters, parameters, seeds)
     folder = Path(out) / run_id
-    records: dict[str, dict] = {}
-    todo = []
-    for task in tasks:
-        previous = _resumable(task, folder) if resume else None
-        if previous is not None:
-            records[task.key] = previous
-        else:
-            todo.append(task)
+    records, todo = _resumed(tasks, folder) if resume else ({}, list(tasks))
     jobs = max(1, min(jobs, len(todo) or 1))
-    client = cluster = None
-    if todo:
-        client, cluster = _connect(scheduler, jobs)
+    client, cluster = _connect(scheduler, jobs) if todo else (None, None)
     folder.mkdir(parents=True, exist_ok=True)
-    env = environment()
-    engine = {
-        "scheduler": scheduler or f"local Dask cluster, {jobs} worker(s)",
-        "timeout_s": timeout,
-        "seeds": None if seeds is None else list(seeds),
-    }
+    env, engine = environment(), _engine(scheduler, jobs, timeout, seeds)
     interrupted = False
     try:
         if todo:
-            engine["workers"] = len(client.nthreads())
-            if scheduler and not engine["workers"]:
-                print(f"note: {scheduler} has no workers yet; the tasks wait for some", flush=True)
+            engine["workers"] = _count_workers(client, scheduler)
             _execute(client, todo, folder, records, jobs, scheduler, timeout, files, progress, stop)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        ordered = [
-            records.get(t.key) or _blank(t, "interrupted" if interrupted else "not run")
-            for t in tasks
-        ]
-        summary = {
-            "run_id": run_id,
-            "chapters": ordered,
-            "robustness": robustness(ordered),
-            "engine": engine,
-            "environment": env,
-        }
-        _write_atomic(folder / "summary.json", json.dumps(summary, indent=2, default=str))
-        _write_atomic(folder / "summary.md", _summary_markdown(run_id, ordered, env, engine))
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.close(timeout=10)
-        if cluster is not None:
-            with contextlib.suppress(Exception):
-                cluster.close(timeout=10)
+        blank = "interrupted" if interrupted else "not run"
+        ordered = [records.get(t.key) or _blank(t, blank) for t in tasks]
+        _write_summary(folder, run_id, ordered, engine, env)
+        _close(client, cluster)
     if interrupted:
         raise KeyboardInterrupt
     return ordered
+
+
+def _engine(scheduler: str | None, jobs: int, timeout, seeds) -> dict:
+    """How a run executes, as the summary records it."""
+    return {
+        "scheduler": scheduler or f"local Dask cluster, {jobs} worker(s)",
+        "timeout_s": timeout,
+        "seeds": None if seeds is None else list(seeds),
+    }
+
+
+def _count_workers(client, scheduler: str | None) -> int:
+    """The cluster's workers now; a note when an existing cluster has none yet."""
+    workers = len(client.nthreads())
+    if scheduler and not workers:
+        print(f"note: {scheduler} has no workers yet; the tasks wait for some", flush=True)
+    return workers
+
+
+def _resumed(tasks: list[Task], folder: Path) -> tuple[dict[str, dict], list[Task]]:
+    """The records of the tasks already finished in ``folder`` with the same parameters, by key,
+    and the tasks still to run."""
+    records, todo = {}, []
+    for task in tasks:
+        previous = _resumable(task, folder)
+        if previous is not None:
+            records[task.key] = previous
+        else:
+            todo.append(task)
+    return records, todo
+
+
+def _write_summary(folder: Path, run_id: str, ordered: list[dict], engine: dict, env: dict):
+    """Write ``summary.json`` and ``summary.md`` of a run's records, in task order."""
+    summary = {
+        "run_id": run_id,
+        "chapters": ordered,
+        "robustness": robustness(ordered),
+        "engine": engine,
+        "environment": env,
+    }
+    _write_atomic(folder / "summary.json", json.dumps(summary, indent=2, default=str))
+    _write_atomic(folder / "summary.md", _summary_markdown(run_id, ordered, env, engine))
+
+
+def _close(client, cluster) -> None:
+    """Close the Dask client and the LocalCluster (either may be None), ignoring errors."""
+    if client is not None:
+        with contextlib.suppress(Exception):
+            client.close(timeout=10)
+    if cluster is not None:
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=10)
 
 
 def _execute(
@@ -933,7 +1000,8 @@ def _summary_markdown(run_id: str, records: list[dict], env: dict, engine: dict)
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m ebmlib.reproduce``."""
     parser = argparse.ArgumentParser(
         prog="python -m ebmlib.reproduce",
         description=__doc__.split("\n\n")[0],
@@ -979,72 +1047,96 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=str(REPO / "outputs"), help="parent folder of the runs (default outputs/)"
     )
     parser.add_argument("--book", default=str(BOOK), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    try:
-        if args.jobs < 1:
-            raise ReproduceError(f"--jobs must be >= 1, got {args.jobs}")
-        if args.timeout < 0:
-            raise ReproduceError(f"--timeout must be >= 0, got {args.timeout:g}")
-        if args.resume and not args.run_id:
-            raise ReproduceError("--resume needs the --run-id of the run to continue")
-        seeds = None if args.seeds is None else parse_seeds(args.seeds)
-        book, out = Path(args.book).resolve(), Path(args.out).resolve()
-        if out == book or book in out.parents:
-            raise ReproduceError(
-                f"--out {out} lies inside the book folder; executed chapters never go there"
-            )
-        chapters = select(find_chapters(book), args.chapters)
-        if not chapters:
-            raise ReproduceError(f"no chapters found in {book}")
-        parameters = resolve_parameters(
-            chapters,
-            overrides=[tuple(p) for p in args.parameter],
-            param_file=args.parameters_file,
-            scale=args.scale,
-            scales=load_scales(book),
+    return parser
+
+
+def _plan(args: argparse.Namespace) -> tuple[list[Chapter], dict[str, dict], range | None, Path]:
+    """Check the command line, the chapters, their parameters and every task's values.
+
+    Returns the chapters, their parameters, the seeds (None outside a sweep) and the parent
+    folder of the runs; raises :class:`ReproduceError` before anything runs or is written.
+    """
+    if args.jobs < 1:
+        raise ReproduceError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.timeout < 0:
+        raise ReproduceError(f"--timeout must be >= 0, got {args.timeout:g}")
+    if args.resume and not args.run_id:
+        raise ReproduceError("--resume needs the --run-id of the run to continue")
+    seeds = None if args.seeds is None else parse_seeds(args.seeds)
+    book, out = Path(args.book).resolve(), Path(args.out).resolve()
+    if out == book or book in out.parents:
+        raise ReproduceError(
+            f"--out {out} lies inside the book folder; executed chapters never go there"
         )
-        tasks = make_tasks(chapters, parameters, seeds)
-        for task in tasks:
-            preflight(task.chapter, task.parameters)
+    chapters = select(find_chapters(book), args.chapters)
+    if not chapters:
+        raise ReproduceError(f"no chapters found in {book}")
+    parameters = resolve_parameters(
+        chapters,
+        overrides=[tuple(p) for p in args.parameter],
+        param_file=args.parameters_file,
+        scale=args.scale,
+        scales=load_scales(book),
+    )
+    for task in make_tasks(chapters, parameters, seeds):
+        preflight(task.chapter, task.parameters)
+    return chapters, parameters, seeds, out
+
+
+def _run_until_stopped(args, chapters, parameters, seeds, out: Path, run_id: str):
+    """:func:`run`, with Ctrl-C and SIGTERM turned into a stop; None when interrupted."""
+    # Ctrl-C and a killed job (SIGTERM) set a flag that the client checks between polls, so the
+    # stop never lands inside a Dask call: running tasks are stopped, finished ones kept
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: stop.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        return run(
+            chapters,
+            parameters,
+            out=out,
+            run_id=run_id,
+            jobs=args.jobs,
+            seeds=seeds,
+            resume=args.resume,
+            scheduler=args.scheduler,
+            timeout=args.timeout or None,
+            stop=stop,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: finished tasks are kept; continue with --run-id {run_id} --resume",
+            file=sys.stderr,
+        )
+        return None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (see the module's docstring); returns the exit status: 0 when every task
+    finished with its claims held, 1 when some did not, 2 for a bad request (nothing ran), 130
+    when interrupted."""
+    args = _parser().parse_args(argv)
+    try:
+        chapters, parameters, seeds, out = _plan(args)
+        n_tasks = len(make_tasks(chapters, parameters, seeds))
         run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S")
         where = (
             f"the Dask cluster at {args.scheduler}"
             if args.scheduler
-            else f"a local Dask cluster of {min(args.jobs, len(tasks))} worker(s)"
+            else f"a local Dask cluster of {min(args.jobs, n_tasks)} worker(s)"
         )
-        print(f"running {len(tasks)} task(s) into {out / run_id} on {where}", flush=True)
-        # Ctrl-C and a killed job (SIGTERM) set a flag that the client checks between polls, so
-        # the stop never lands inside a Dask call: running tasks are stopped, finished ones kept
-        stop = threading.Event()
-        previous = {
-            sig: signal.signal(sig, lambda signum, frame: stop.set())
-            for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            records = run(
-                chapters,
-                parameters,
-                out=out,
-                run_id=run_id,
-                jobs=args.jobs,
-                seeds=seeds,
-                resume=args.resume,
-                scheduler=args.scheduler,
-                timeout=args.timeout or None,
-                stop=stop,
-            )
-        except KeyboardInterrupt:
-            print(
-                f"interrupted: finished tasks are kept; continue with --run-id {run_id} --resume",
-                file=sys.stderr,
-            )
-            return 130
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        print(f"running {n_tasks} task(s) into {out / run_id} on {where}", flush=True)
+        records = _run_until_stopped(args, chapters, parameters, seeds, out, run_id)
     except ReproduceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if records is None:
+        return 130
     print((out / run_id / "summary.md").read_text())
     return 0 if all(r["status"].startswith("ok") for r in records) else 1
 

@@ -13,6 +13,8 @@ import nbformat
 import pytest
 
 from ebmlib import reproduce
+from ebmlib.book import specs
+from ebmlib.book.parameters import ParameterSpec, integer, positive
 
 
 def notebook(path: Path, cells: list[str]) -> None:
@@ -51,6 +53,13 @@ def tiny_book(tmp_path):
     return book
 
 
+@pytest.fixture
+def fast_spec(monkeypatch):
+    """A parameter spec for the tiny book's 01_fast, as ebmlib.book.specs holds the book's."""
+    spec = ParameterSpec({"SEED": integer(minimum=0), "VALUE": positive()})
+    monkeypatch.setitem(specs.SPECS, "01_fast", spec)
+
+
 def cli(book, out, *args, env=None, **kwargs):
     command = [
         sys.executable,
@@ -77,12 +86,16 @@ def cli(book, out, *args, env=None, **kwargs):
     [
         (["07"], "no chapter '07'; choose from: 01_fast, 02_slow"),
         (["-p", "NOPE", "1"], "no selected chapter has a parameter 'NOPE'"),
-        (["-p", "VALUE", "-2"], "01_fast: ValueError: VALUE must be finite and > 0"),
+        (["-p", "VALUE", "-2"], "01_fast: ValueError: VALUE must be a finite number > 0, got -2.0"),
+        (["-p", "VALUE", "abc"], "01_fast: TypeError: VALUE must be a real number, got str 'abc'"),
+        (["-p", "SEED", "1.5"], "01_fast: TypeError: SEED must be an integer, got float 1.5"),
         (["--scale", "huge"], "no selected chapter defines the scale 'huge'"),
         (["--resume"], "--resume needs the --run-id"),
     ],
 )
-def test_bad_requests_fail_before_anything_runs(tiny_book, tmp_path, capsys, args, message):
+def test_bad_requests_fail_before_anything_runs(
+    tiny_book, fast_spec, tmp_path, capsys, args, message
+):
     # in-process: these fail before any kernel starts (the command line itself is run by the tests
     # below)
     out = tmp_path / "outputs"
@@ -112,6 +125,39 @@ def test_parameters_from_scale_file_and_command_line(tiny_book, tmp_path):
     )
     assert resolved == {"01_fast": {"VALUE": 4, "SEED": 7}, "02_slow": {"SEED": 7}}
     assert [c.stem for c in reproduce.select(chapters, ["2"])] == ["02_slow"]
+
+
+def test_preflight_checks_values_against_the_spec_without_running_the_chapter(
+    tiny_book, fast_spec, tmp_path, monkeypatch
+):
+    # the chapter's cells would leave a mark and fail; the preflight runs none of them
+    notebook(
+        tiny_book / "01_fast.ipynb",
+        ["SEED = 0\nVALUE = 1.5", "open('ran', 'w').close()\nraise RuntimeError('ran')"],
+    )
+    monkeypatch.chdir(tmp_path)
+    chapter = reproduce.find_chapters(tiny_book)[0]
+    assert chapter.spec is specs.SPECS["01_fast"]
+    reproduce.preflight(chapter, {"VALUE": 3})
+    with pytest.raises(reproduce.ReproduceError, match="01_fast: ValueError: VALUE must be a fin"):
+        reproduce.preflight(chapter, {"VALUE": 0})
+    with pytest.raises(reproduce.ReproduceError, match="01_fast has no parameter 'NOPE'"):
+        reproduce.preflight(chapter, {"NOPE": 1})
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_chapter_without_a_spec_is_checked_by_name_only(tiny_book):
+    slow = reproduce.find_chapters(tiny_book)[1]
+    assert slow.spec is None
+    reproduce.preflight(slow, {"SEED": "anything"})  # its own cells check the value when it runs
+    with pytest.raises(reproduce.ReproduceError, match="02_slow has no parameter 'VALUE'"):
+        reproduce.preflight(slow, {"VALUE": 1})
+
+
+def test_a_parameters_cell_must_assign_literals(tiny_book):
+    notebook(tiny_book / "03_computed.ipynb", ["import math\nSEED = 0"])
+    with pytest.raises(reproduce.ReproduceError, match="03_computed.ipynb: line 1 of the param"):
+        reproduce.find_chapters(tiny_book)
 
 
 def test_a_run_writes_executed_chapters_and_a_summary_without_touching_the_book(

@@ -23,7 +23,8 @@ pytest.importorskip("papermill", reason="the reproduce extra (papermill) is not 
 import nbformat  # noqa: E402
 
 from ebmlib import reproduce  # noqa: E402
-from ebmlib.book import read_claims  # noqa: E402
+from ebmlib.book import read_claims, specs  # noqa: E402
+from ebmlib.book.parameters import ParameterSpec, integer  # noqa: E402
 
 # The claims module alone, by its file: `import ebmlib` would cost each kernel ~3 s of torch.
 LOAD_CLAIMS = """\
@@ -91,11 +92,20 @@ def summary(folder: Path) -> dict:
         (["01", "--seeds=-2:2"], "seeds are >= 0"),
         (["--seeds", "0:3"], "02_seedless has no SEED parameter"),
         (["01", "--seeds", "0:3", "-p", "SEED", "4"], "SEED is set both by --seeds and by -p"),
-        (["01", "--seeds", "48:53"], "01_claims: ValueError: SEED must be <= 50, got 51"),
+        (
+            ["01", "--seeds", "48:53"],
+            "01_claims: ValueError: SEED must be an integer in [0, 50], got 51",
+        ),
         (["01", "--timeout", "-1"], "--timeout must be >= 0"),
     ],
 )
-def test_bad_sweeps_are_refused_before_anything_runs(sweep_book, tmp_path, capsys, args, message):
+def test_bad_sweeps_are_refused_before_anything_runs(
+    sweep_book, tmp_path, capsys, monkeypatch, args, message
+):
+    # the tiny chapter's spec, as ebmlib.book.specs holds the book's: every seed of a sweep is
+    # checked against it before anything runs
+    spec = ParameterSpec({"SEED": integer(minimum=0, maximum=50), "CRASH_SEED": integer(-1)})
+    monkeypatch.setitem(specs.SPECS, "01_claims", spec)
     out = tmp_path / "outputs"
     assert reproduce.main(["--book", str(sweep_book), "--out", str(out), *args]) == 2
     assert message in capsys.readouterr().err

@@ -6,9 +6,12 @@ chapter copied alone into an empty folder runs with only the installed package.
 - :mod:`ebmlib.book.parallel`: run a chapter's independent fits on every core.
 - :mod:`ebmlib.book.claims`: a chapter's named, checked claims, asserted together at its end and
   recorded in the executed notebook for ``python -m ebmlib.reproduce``.
+- :mod:`ebmlib.book.parameters` and :mod:`ebmlib.book.specs`: each chapter's parameters, declared
+  once, checked by :func:`check_parameters` in a hidden cell and by ``python -m ebmlib.reproduce``.
 """
 
 from .claims import Claims, read_claims
 from .parallel import run_in_processes
+from .parameters import check_parameters
 
-__all__ = ["Claims", "read_claims", "run_in_processes"]
+__all__ = ["Claims", "check_parameters", "read_claims", "run_in_processes"]
