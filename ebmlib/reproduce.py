@@ -69,6 +69,9 @@ from pathlib import Path
 import yaml
 
 from ._progress import progress_enabled
+from .book.claims import read_claims
+from .book.parameters import read_parameters_cell
+from .book.specs import SPECS
 
 __all__ = [
     "Chapter",
@@ -113,8 +116,6 @@ class Chapter:
     def __init__(self, path: Path):
         import nbformat
 
-        from .book.parameters import read_parameters_cell
-
         self.path = Path(path)
         self.stem = self.path.stem
         self.number = self.stem.split("_", 1)[0]
@@ -134,8 +135,6 @@ class Chapter:
     def spec(self):
         """The chapter's :class:`~ebmlib.book.parameters.ParameterSpec`, or None where
         :data:`ebmlib.book.specs.SPECS` has none for its stem (a chapter of another book)."""
-        from .book.specs import SPECS
-
         return SPECS.get(self.stem)
 
     def stripped(self) -> bytes:
@@ -604,8 +603,6 @@ def _resumable(task: Task, folder: Path) -> dict | None:
 def _collect(future, task: Task, folder: Path) -> dict:
     """The record of a finished future; writes its notebook and ``<key>.json`` into ``folder``."""
     from distributed.scheduler import KilledWorker
-
-    from .book.claims import read_claims
 
     record, notebook = _blank(task, "failed"), None
     if future.status == "finished":

@@ -30,9 +30,8 @@ from ebmlib.book.parameters import (
     read_parameters_cell,
     real,
     sequence,
-    spec_for,
 )
-from ebmlib.book.specs import SPECS
+from ebmlib.book.specs import SPECS, spec_for
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))

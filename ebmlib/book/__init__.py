@@ -12,6 +12,6 @@ chapter copied alone into an empty folder runs with only the installed package.
 
 from .claims import Claims, read_claims
 from .parallel import run_in_processes
-from .parameters import check_parameters
+from .specs import check_parameters
 
 __all__ = ["Claims", "check_parameters", "read_claims", "run_in_processes"]

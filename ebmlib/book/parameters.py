@@ -10,6 +10,9 @@ all::
 
     globals().update(check_parameters("05_contrastive_divergence", globals()))
 
+(:func:`ebmlib.book.specs.check_parameters`, which looks the chapter's spec up in
+:data:`ebmlib.book.specs.SPECS`).
+
 :func:`check_parameters` returns the checked values, normalized (a sorted list, floats for
 reals, a tuple for a fixed-length tuple), so the chapter's later cells see exactly those.
 ``python -m ebmlib.reproduce`` checks its overrides against the same spec before it submits any
@@ -28,13 +31,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 __all__ = [
     "Param",
     "ParameterSpec",
     "Rule",
     "at_least",
     "at_most",
-    "check_parameters",
     "choice",
     "device",
     "fixed",
@@ -46,7 +50,6 @@ __all__ = [
     "read_parameters_cell",
     "real",
     "sequence",
-    "spec_for",
 ]
 
 #: The kinds of :class:`Param`.
@@ -233,8 +236,6 @@ def _check_choice(p: Param, value, name: str) -> str:
 
 def _check_device(p: Param, value, name: str) -> str:
     """A device torch can use here: the CPU, or CUDA or MPS when this machine has them."""
-    import torch
-
     if not isinstance(value, (str, torch.device)):
         raise _type_error(name, "a device name such as 'cpu' or 'cuda'", value)
     try:
@@ -488,49 +489,6 @@ class ParameterSpec:
         for rule in self.rules:
             rule.check(out)
         return out
-
-
-def spec_for(chapter: str) -> ParameterSpec:
-    """The spec of ``chapter``, a notebook stem such as ``"05_contrastive_divergence"``.
-
-    Raises
-    ------
-    KeyError
-        No chapter of that name has a spec in :mod:`ebmlib.book.specs`.
-    """
-    from .specs import SPECS
-
-    try:
-        return SPECS[chapter]
-    except KeyError:
-        raise KeyError(
-            f"no parameter spec for chapter {chapter!r}; ebmlib.book.specs has: " + ", ".join(SPECS)
-        ) from None
-
-
-def check_parameters(chapter: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a chapter's parameters against its spec; return them checked and normalized.
-
-    Parameters
-    ----------
-    chapter : str
-        The notebook's stem, e.g. ``"05_contrastive_divergence"``.
-    namespace : mapping
-        Where the parameters are, e.g. the notebook's ``globals()``; other names are ignored.
-
-    Returns
-    -------
-    dict
-        ``{name: value}`` for exactly the spec's names; ``globals().update(...)`` it.
-
-    Raises
-    ------
-    TypeError, ValueError
-        The first parameter or rule that fails, with a message naming the parameter.
-    KeyError
-        ``chapter`` has no spec.
-    """
-    return spec_for(chapter).check(namespace)
 
 
 def read_parameters_cell(source: str) -> dict[str, Any]:

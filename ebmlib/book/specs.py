@@ -12,6 +12,8 @@ on the order, e.g. the sample sizes of a log-log slope; reals come back as float
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from .parameters import (
     ParameterSpec,
@@ -28,7 +30,7 @@ from .parameters import (
     sequence,
 )
 
-__all__ = ["SPECS"]
+__all__ = ["SPECS", "spec_for", "check_parameters"]
 
 SEED = integer(minimum=0)
 
@@ -332,3 +334,44 @@ SPECS: dict[str, ParameterSpec] = {
     "09_head_to_head": CH09,
     "10_neural_ebm_digits": CH10,
 }
+
+
+def spec_for(chapter: str) -> ParameterSpec:
+    """The spec of ``chapter``, a notebook stem such as ``"05_contrastive_divergence"``.
+
+    Raises
+    ------
+    KeyError
+        No chapter of that name has a spec in :mod:`ebmlib.book.specs`.
+    """
+    try:
+        return SPECS[chapter]
+    except KeyError:
+        raise KeyError(
+            f"no parameter spec for chapter {chapter!r}; ebmlib.book.specs has: " + ", ".join(SPECS)
+        ) from None
+
+
+def check_parameters(chapter: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a chapter's parameters against its spec; return them checked and normalized.
+
+    Parameters
+    ----------
+    chapter : str
+        The notebook's stem, e.g. ``"05_contrastive_divergence"``.
+    namespace : mapping
+        Where the parameters are, e.g. the notebook's ``globals()``; other names are ignored.
+
+    Returns
+    -------
+    dict
+        ``{name: value}`` for exactly the spec's names; ``globals().update(...)`` it.
+
+    Raises
+    ------
+    TypeError, ValueError
+        The first parameter or rule that fails, with a message naming the parameter.
+    KeyError
+        ``chapter`` has no spec.
+    """
+    return spec_for(chapter).check(namespace)
