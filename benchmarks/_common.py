@@ -5,7 +5,10 @@ Each ``bench_*.py`` returns a result dict whose ``"table"`` lists its headline c
 per row:
 
     {"benchmark": ..., "case": ..., "ebmlib": "...", "peer": "...", "ratio": float,
-     "ratio_means": "...", "goal": "..." or ""}
+     "ratio_means": "...", "goal": "..." or "", "met": bool or None}
+
+``met`` says whether the row reached its goal; where a script leaves it out, ``summarize.py``
+reads it off a goal of the form ``< x``, ``<= x``, ``> x``, ``>= x`` or ``within ±x``.
 
 :func:`write_result` stores the whole result, with the environment, as
 ``benchmarks/results/<name>.json``; ``benchmarks/summarize.py`` (the last step of ``make bench``)
@@ -37,9 +40,11 @@ def row(
     ratio: float,
     ratio_means: str,
     goal: str = "",
+    met: bool | None = None,
 ) -> dict:
     """One line of the summary table."""
     return {
+        "met": None if met is None else bool(met),
         "benchmark": benchmark,
         "case": case,
         "ebmlib": ebmlib,

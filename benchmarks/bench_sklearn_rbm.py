@@ -164,6 +164,7 @@ def main() -> dict:
                 a - b,
                 "difference in nats (ebmlib - scikit-learn)",
                 "≥ 0 within 2 SE",
+                met=(a - b) + 2 * math.hypot(sa, sb) >= 0,
             )
         )
 
@@ -209,7 +210,9 @@ def main() -> dict:
     table.append(
         row(
             "scikit-learn BernoulliRBM",
-            f"defaults vs best rate ({best_lr}), 16 hidden, {args.epochs} epochs, 3 seeds",
+            f"training recipes: ebmlib's defaults (momentum 0.5, decaying rate) vs scikit-learn's "
+            f"constant rate at its best ({best_lr}), 16 hidden, {args.epochs} epochs, 3 seeds, "
+            "training-set log-likelihood (all 1797 digits)",
             f"{ours[:, 0].mean():.2f} nats",
             f"{theirs[best_lr][:, 0].mean():.2f} nats",
             gain,

@@ -14,6 +14,7 @@ Usage:  python benchmarks/summarize.py                       (the last step of `
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -29,13 +30,52 @@ TIMES_END = "<!-- chapter times: end -->"
 ORDER = ["chapter_times", "is_figures", "torchebm_samplers", "sklearn_rbm", "score_matching_cost"]
 
 
+HEADER = [
+    "| benchmark | case | ebmlib | peer or budget | ratio | ratio means | goal | goal met "
+    "| measured |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+_GOAL = re.compile(r"^(<=|>=|<|>|≤|≥)\s*(-?[0-9.]+)$")
+
+
+def goal_met(ratio: float, goal: str) -> bool | None:
+    """Whether ``ratio`` meets a goal written ``< x``, ``<= x``, ``> x``, ``>= x`` or ``within ±x``;
+    None for a goal of another form (its script then says, in the row's ``met``)."""
+    goal = goal.strip()
+    within = re.fullmatch(r"within ±\s*([0-9.]+)", goal)
+    if within:
+        return abs(ratio) <= float(within.group(1))
+    match = _GOAL.fullmatch(goal)
+    if not match:
+        return None
+    op, x = match.group(1), float(match.group(2))
+    return {
+        "<": ratio < x,
+        ">": ratio > x,
+        "<=": ratio <= x,
+        "≤": ratio <= x,
+        ">=": ratio >= x,
+        "≥": ratio >= x,
+    }[op]
+
+
+def measured(env: dict) -> str:
+    """Where and when a row was measured: date, CPU, threads and the source commit."""
+    commit = env.get("commit") or "?"
+    commit = commit[:7] + ("+dirty" if commit.endswith("+dirty") else "")
+    return (
+        f"{env.get('date', '?')}, {env.get('cpu', '?')}, {env.get('cpu_count', '?')} cores, "
+        f"{env.get('torch_threads', '?')} threads, commit {commit}"
+    )
+
+
 def table_markdown(results: list[dict]) -> str:
-    lines = [
-        "| benchmark | case | ebmlib | peer or budget | ratio | ratio means | goal |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines = list(HEADER)
     for result in results:
+        where = measured(result.get("environment", {}))
         for r in result["table"]:
+            met = r.get("met")
+            met = goal_met(r["ratio"], r["goal"]) if met is None else met
             cells = [
                 r["benchmark"],
                 r["case"],
@@ -44,16 +84,15 @@ def table_markdown(results: list[dict]) -> str:
                 f"{r['ratio']:.2f}",
                 r["ratio_means"],
                 r["goal"],
+                "" if met is None else ("yes" if met else "**no**"),
+                where,
             ]
             lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     env = results[0]["environment"] if results else {}
     lines += [
         "",
-        f"Measured on {env.get('date', '?')}: {env.get('cpu', '?')}, "
-        f"{env.get('cpu_count', '?')} cores, {env.get('torch_threads', '?')} torch threads; "
-        f"Python {env.get('python', '?')}, "
-        f"PyTorch {env.get('torch', '?')}, NumPy {env.get('numpy', '?')}, "
-        f"scikit-learn {env.get('sklearn', '?')}.",
+        f"Versions: Python {env.get('python', '?')}, PyTorch {env.get('torch', '?')}, "
+        f"NumPy {env.get('numpy', '?')}, scikit-learn {env.get('sklearn', '?')}.",
     ]
     return "\n".join(lines)
 
@@ -91,13 +130,13 @@ def replace_between(path: Path, start: str, end: str, body: str) -> None:
 
 def _update_rows(results: list[dict]) -> None:
     """Replace, in the Performance table, the rows of the given benchmarks only (all rows with the
-    same benchmark names, the fresh ones where the old ones began), and say which were re-measured
-    when."""
+    same benchmark names, the fresh ones where the old ones began); each row names where and when
+    it was measured."""
     text = PAGE.read_text()
     head, rest = text.split(START, 1)
     body, tail = rest.split(END, 1)
     old = body.strip().splitlines()
-    header, rows = old[:2], [line for line in old[2:] if line.startswith("|")]
+    header, rows = HEADER, [line for line in old[2:] if line.startswith("|")]
     footer = [line for line in old[2:] if not line.startswith("|")]
 
     def key(line: str) -> tuple[str, str]:
@@ -111,11 +150,7 @@ def _update_rows(results: list[dict]) -> None:
         rows = [r for r in rows if key(r)[0] not in names]
         start = at[0] if at else len(rows)
         rows[start:start] = fresh
-        date = result["environment"].get("date", "?")
-        note = f"{result['benchmark']} re-measured on {date}."
-        footer = [line for line in footer if not line.startswith(f"{result['benchmark']} re-")]
-        footer = [line for line in footer if "re-measured" not in line or "Chapter" not in line]
-        footer.append(note)
+
     PAGE.write_text(f"{head}{START}\n" + "\n".join(header + rows + footer) + f"\n{END}{tail}")
 
 

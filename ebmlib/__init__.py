@@ -65,7 +65,18 @@ from .tempering import geometric_betas, parallel_tempering
 from .training import History, ReplayBuffer, robbins_monro_schedule, train
 from .validation import ConvergenceWarning
 
-__version__ = "0.2.0"
+
+def _version() -> str:
+    """The installed distribution's version: pyproject.toml is its one source."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ebmlib")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "autodiff",

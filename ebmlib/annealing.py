@@ -54,7 +54,7 @@ def sigmoid_schedule(
     default for continuous models."""
     n_temperatures = check_int(n_temperatures, "n_temperatures", minimum=2)
     delta = check_positive(delta, "delta")
-    s = torch.sigmoid(torch.linspace(-delta, delta, n_temperatures, dtype=dtype))
+    s = torch.sigmoid(torch.linspace(-delta, delta, n_temperatures, dtype=dtype, device="cpu"))
     return (s - s[0]) / (s[-1] - s[0])
 
 

@@ -291,11 +291,17 @@ def sample_quadrature(
 
 
 def binary_states(
-    n_bits: int, start: int = 0, stop: int | None = None, *, dtype: torch.dtype = torch.float64
+    n_bits: int,
+    start: int = 0,
+    stop: int | None = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     r"""The binary vectors with indices ``start, ..., stop-1`` of :math:`\{0,1\}^{n}`.
 
-    Row ``i`` holds the bits of the integer ``i``, least significant first.
+    Row ``i`` holds the bits of the integer ``i``, least significant first. ``device`` defaults
+    to PyTorch's default device.
 
     Returns
     -------
@@ -308,14 +314,16 @@ def binary_states(
         raise ValueError(
             f"need 0 <= start <= stop <= 2**n_bits={total}, got start={start}, stop={stop}"
         )
-    idx = torch.arange(start, stop, dtype=torch.int64)
-    return ((idx[:, None] >> torch.arange(n_bits, dtype=torch.int64)) & 1).to(dtype)
+    idx = torch.arange(start, stop, dtype=torch.int64, device=device)
+    bits = torch.arange(n_bits, dtype=torch.int64, device=device)
+    return ((idx[:, None] >> bits) & 1).to(dtype)
 
 
-def _state_chunks(n_bits: int, chunk_size: int, dtype) -> Iterator[torch.Tensor]:
+def _state_chunks(n_bits: int, chunk_size: int, dtype, device) -> Iterator[torch.Tensor]:
     total = 2**n_bits
     for start in range(0, total, chunk_size):
-        yield binary_states(n_bits, start, min(start + chunk_size, total), dtype=dtype)
+        stop = min(start + chunk_size, total)
+        yield binary_states(n_bits, start, stop, dtype=dtype, device=device)
 
 
 def log_partition_enumeration(
@@ -325,6 +333,7 @@ def log_partition_enumeration(
     chunk_size: int = 2**16,
     max_bits: int = MAX_ENUMERATION_BITS,
     dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     r"""Exact :math:`\log Z = \log\sum_{x\in\{0,1\}^n} e^{-E(x)}` by enumerating every state.
 
@@ -342,6 +351,9 @@ def log_partition_enumeration(
         States per energy evaluation.
     max_bits : int
         Refuse (``ValueError``) an enumeration over more than ``max_bits`` bits.
+    dtype, device : optional
+        Of the enumerated states (float64; PyTorch's default device): those of the energy's
+        parameters.
 
     Returns
     -------
@@ -357,7 +369,7 @@ def log_partition_enumeration(
             f"of 2**{max_bits}"
         )
     partial = []
-    for states in _state_chunks(n_bits, chunk_size, dtype):
+    for states in _state_chunks(n_bits, chunk_size, dtype, device):
         e = check_energy_output(energy_fn(states), states.shape[0])
         partial.append(torch.logsumexp(-e.to(dtype), dim=0))
     log_z = torch.logsumexp(torch.stack(partial), dim=0)

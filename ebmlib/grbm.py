@@ -49,11 +49,12 @@ __all__ = ["GaussianBernoulliRBM", "MAX_ENUMERATED_HIDDEN"]
 MAX_ENUMERATED_HIDDEN = 24
 
 
-def _hidden_states(start: int, stop: int, n_hidden: int, dtype: torch.dtype) -> torch.Tensor:
-    """Hidden states ``start .. stop-1`` in binary, shape ``(stop - start, n_hidden)``."""
-    codes = torch.arange(start, stop, dtype=torch.int64)
-    bits = (codes[:, None] >> torch.arange(n_hidden, dtype=torch.int64)) & 1
-    return bits.to(dtype)
+def _hidden_states(start: int, stop: int, n_hidden: int, like: torch.Tensor) -> torch.Tensor:
+    """Hidden states ``start .. stop-1`` in binary, shape ``(stop - start, n_hidden)``, with the
+    dtype and device of ``like``."""
+    codes = torch.arange(start, stop, dtype=torch.int64, device=like.device)
+    bits = (codes[:, None] >> torch.arange(n_hidden, dtype=torch.int64, device=like.device)) & 1
+    return bits.to(like.dtype)
 
 
 class GaussianBernoulliRBM(nn.Module):
@@ -154,8 +155,9 @@ class GaussianBernoulliRBM(nn.Module):
         with torch.no_grad():
             for _ in range(n_steps):
                 p = self.hidden_probability(v)
-                h = (torch.rand(p.shape, generator=generator, dtype=p.dtype) < p).to(p.dtype)
-                noise = torch.randn(v.shape, generator=generator, dtype=v.dtype)
+                u = torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+                h = (u < p).to(p.dtype)
+                noise = torch.randn(v.shape, generator=generator, dtype=v.dtype, device=v.device)
                 v = self.visible_mean(h) + self.sigma * noise
         return v
 
@@ -189,7 +191,7 @@ class GaussianBernoulliRBM(nn.Module):
         parts = [
             torch.logsumexp(
                 self._hidden_log_weights(
-                    _hidden_states(s, min(s + chunk_size, total), self.n_hidden, self.weight.dtype)
+                    _hidden_states(s, min(s + chunk_size, total), self.n_hidden, self.weight)
                 ),
                 0,
             )
@@ -217,9 +219,12 @@ class GaussianBernoulliRBM(nn.Module):
                 f"sample_exact enumerates 2**n_hidden states; n_hidden = {self.n_hidden} > 16"
             )
         with torch.no_grad():
-            states = _hidden_states(0, 1 << self.n_hidden, self.n_hidden, self.weight.dtype)
+            states = _hidden_states(0, 1 << self.n_hidden, self.n_hidden, self.weight)
             probs = torch.softmax(self._hidden_log_weights(states), 0)
             idx = torch.multinomial(probs, n, replacement=True, generator=generator)
             h = states[idx]
-            noise = torch.randn(n, self.n_visible, generator=generator, dtype=self.weight.dtype)
+            w = self.weight
+            noise = torch.randn(
+                n, self.n_visible, generator=generator, dtype=w.dtype, device=w.device
+            )
             return self.visible_mean(h) + self.sigma * noise

@@ -93,7 +93,7 @@ def ais_schedule(n_temperatures: int, dtype: torch.dtype = torch.float64) -> tor
     n_temperatures = check_int(n_temperatures, "n_temperatures", minimum=2)
     n_steps = n_temperatures - 1
     if n_steps < 3:
-        return torch.linspace(0.0, 1.0, n_temperatures, dtype=dtype)
+        return torch.linspace(0.0, 1.0, n_temperatures, dtype=dtype, device="cpu")
     weights = [
         round((end - start) / step)
         for (start, _), (end, step) in zip(
@@ -104,9 +104,9 @@ def ais_schedule(n_temperatures: int, dtype: torch.dtype = torch.float64) -> tor
     counts.append(n_steps - sum(counts))
     pieces, start = [], 0.0
     for (end, _), count in zip(_PUBLISHED_SEGMENTS, counts, strict=True):
-        pieces.append(torch.linspace(start, end, count + 1, dtype=dtype)[:-1])
+        pieces.append(torch.linspace(start, end, count + 1, dtype=dtype, device="cpu")[:-1])
         start = end
-    return torch.cat(pieces + [torch.ones(1, dtype=dtype)])
+    return torch.cat(pieces + [torch.ones(1, dtype=dtype, device="cpu")])
 
 
 def _check_schedule(betas, dtype) -> torch.Tensor:

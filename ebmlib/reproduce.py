@@ -88,6 +88,7 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parent.parent
+# The chapters of a repository checkout; an installed wheel has none beside it (see _default_book).
 BOOK = REPO / "book"
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 #: Default limit on one task's wall time, in seconds (``--timeout``).
@@ -334,12 +335,39 @@ def preflight(chapter: Chapter, parameters: dict) -> None:
         raise ReproduceError(f"{chapter.stem}: {type(err).__name__}: {err}") from None
 
 
+def source_revision(repo: Path = REPO) -> str | None:
+    """The git commit of the book and library a run executes: ``"<sha>"``, ``"<sha>+dirty"`` when
+    ``ebmlib/`` or ``book/`` has uncommitted changes, or None outside a git checkout."""
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                ["git", *args], cwd=repo, capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    if not (repo / ".git").exists():
+        return None
+    sha = git("rev-parse", "HEAD")
+    if not sha:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "ebmlib", "book")
+    return sha + ("+dirty" if dirty else "")
+
+
 def environment() -> dict:
-    """Versions, CPU and thread counts of this run (the client's machine)."""
+    """Versions, CPU, thread counts, date and source commit of this run (the client's machine)."""
     import numpy
     import torch
 
+    from . import __version__
+
     info = {
+        "ebmlib": __version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": source_revision(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,
@@ -731,6 +759,8 @@ def run(
     client, cluster = _connect(scheduler, jobs) if todo else (None, None)
     folder.mkdir(parents=True, exist_ok=True)
     env, engine = environment(), _engine(scheduler, jobs, timeout, seeds)
+    if not scheduler:  # a local cluster: each task's math threads (see _execute)
+        env["worker_threads"] = max(1, (os.cpu_count() or 1) // jobs)
     interrupted = False
     try:
         if todo:
@@ -765,9 +795,28 @@ def _count_workers(client, scheduler: str | None) -> int:
     return workers
 
 
+def _check_same_commit(folder: Path) -> None:
+    """Refuse to resume a run made at another commit: its results would mix two versions of the
+    code. (Two runs on the same commit with uncommitted changes, ``<sha>+dirty``, cannot be told
+    apart: a sweep the book publishes is run on a clean checkout.)"""
+    summary = folder / "summary.json"
+    if not summary.is_file():
+        return
+    before = json.loads(summary.read_text()).get("environment", {}).get("commit")
+    now = source_revision()
+    if before != now:
+        raise ReproduceError(
+            f"refusing to resume {folder.name}: it was run at commit {before}, and this is "
+            f"{now}; a sweep mixes no two versions of the code. Commit your changes and start "
+            "a new --run-id (or remove the folder)"
+        )
+
+
 def _resumed(tasks: list[Task], folder: Path) -> tuple[dict[str, dict], list[Task]]:
     """The records of the tasks already finished in ``folder`` with the same parameters, by key,
-    and the tasks still to run."""
+    and the tasks still to run. Raises :class:`ReproduceError` when the run in ``folder`` was made
+    from another commit."""
+    _check_same_commit(folder)
     records, todo = {}, []
     for task in tasks:
         previous = _resumable(task, folder)
@@ -891,7 +940,10 @@ def _give_up_silent(client, pending, first_seen, timeout, folder, records) -> No
 
 
 def robustness(records: list[dict]) -> list[dict]:
-    """For each chapter's claim, at how many of the executed pairs it held.
+    """For each chapter's claim, at how many of the executed pairs it held, and for a claim that
+    records a margin (:meth:`~ebmlib.book.Claims.less`, :meth:`~ebmlib.book.Claims.greater`) its
+    test (``"< 3"``, from the first pair; a threshold computed from the data varies by seed) and
+    the smallest and median margin across the pairs, in the statistic's units.
 
     Pairs that did not run to an end (interrupted, timed out, worker died) are left out; a pair
     that ran but recorded no outcome for the claim (it failed before ``Claims.verify``) counts
@@ -902,11 +954,15 @@ def robustness(records: list[dict]) -> list[dict]:
         runs = [r for r in records if r["chapter"] == chapter and r["status"] in _EXECUTED]
         names = dict.fromkeys(c["name"] for r in runs for c in (r.get("claims") or []))
         for name in names:
-            outcome = {}
+            outcome, margins, test = {}, [], None
             for r in runs:
-                held = [c["held"] for c in (r.get("claims") or []) if c["name"] == name]
-                outcome[r["seed"]] = held[0] if held else None
+                found = [c for c in (r.get("claims") or []) if c["name"] == name]
+                outcome[r["seed"]] = found[0]["held"] if found else None
+                if found and found[0].get("margin") is not None:
+                    margins.append(found[0]["margin"])
+                    test = test or f"{found[0]['relation']} {found[0]['bound']:.4g}"
             n_held = sum(1 for v in outcome.values() if v is True)
+            margins.sort()
             rows.append(
                 {
                     "chapter": chapter,
@@ -916,9 +972,20 @@ def robustness(records: list[dict]) -> list[dict]:
                     "fraction": n_held / len(runs),
                     "failed_seeds": [s for s, v in outcome.items() if v is False],
                     "missing_seeds": [s for s, v in outcome.items() if v is None],
+                    "test": test,
+                    "margin_min": margins[0] if margins else None,
+                    "margin_median": _median(margins),
                 }
             )
     return rows
+
+
+def _median(values: list[float]) -> float | None:
+    """The median of sorted ``values``; None when empty."""
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
 
 
 def _cell(text) -> str:
@@ -1041,10 +1108,21 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="skip pairs already finished in --run-id"
     )
     parser.add_argument(
-        "--out", default=str(REPO / "outputs"), help="parent folder of the runs (default outputs/)"
+        "--out",
+        default=None,
+        help="parent folder of the runs (default: outputs/ beside the book folder)",
     )
-    parser.add_argument("--book", default=str(BOOK), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--book",
+        default=None,
+        help="folder of the NN_*.ipynb chapters (default: the repository's book/, or ./book)",
+    )
     return parser
+
+
+def _default_book() -> Path:
+    """The repository's ``book/`` when ebmlib runs from a checkout, else ``./book``."""
+    return BOOK if BOOK.is_dir() else Path.cwd() / "book"
 
 
 def _plan(args: argparse.Namespace) -> tuple[list[Chapter], dict[str, dict], range | None, Path]:
@@ -1060,14 +1138,19 @@ def _plan(args: argparse.Namespace) -> tuple[list[Chapter], dict[str, dict], ran
     if args.resume and not args.run_id:
         raise ReproduceError("--resume needs the --run-id of the run to continue")
     seeds = None if args.seeds is None else parse_seeds(args.seeds)
-    book, out = Path(args.book).resolve(), Path(args.out).resolve()
+    book = Path(args.book).resolve() if args.book is not None else _default_book()
+    out = Path(args.out).resolve() if args.out is not None else book.parent / "outputs"
     if out == book or book in out.parents:
         raise ReproduceError(
             f"--out {out} lies inside the book folder; executed chapters never go there"
         )
-    chapters = select(find_chapters(book), args.chapters)
-    if not chapters:
-        raise ReproduceError(f"no chapters found in {book}")
+    found = find_chapters(book)
+    if not found:
+        raise ReproduceError(
+            f"no chapters (NN_*.ipynb) in {book}: run from a clone of the book's repository, "
+            "or point --book at the folder that holds the chapter notebooks"
+        )
+    chapters = select(found, args.chapters)
     parameters = resolve_parameters(
         chapters,
         overrides=[tuple(p) for p in args.parameter],

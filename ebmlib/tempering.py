@@ -78,7 +78,8 @@ def geometric_betas(n_temperatures: int, beta_min: float) -> torch.Tensor:
     beta_min = check_positive(beta_min, "beta_min")
     if beta_min >= 1:
         raise ValueError(f"beta_min must lie in (0, 1), got {beta_min}")
-    return beta_min ** (torch.arange(n_temperatures, dtype=torch.float64) / (n_temperatures - 1))
+    k = torch.arange(n_temperatures, dtype=torch.float64, device="cpu")
+    return beta_min ** (k / (n_temperatures - 1))
 
 
 def _check_betas(betas) -> torch.Tensor:
@@ -88,7 +89,8 @@ def _check_betas(betas) -> torch.Tensor:
             f"got {type(betas).__name__}"
         )
     try:
-        b = torch.as_tensor(betas, dtype=torch.float64)
+        where = betas.device if isinstance(betas, torch.Tensor) else "cpu"
+        b = torch.as_tensor(betas, dtype=torch.float64, device=where)
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(
             f"betas must be a 1-D sequence or tensor of inverse temperatures, got {betas!r}"
@@ -124,7 +126,7 @@ def _check_step_sizes(step_size, method: str, betas: torch.Tensor) -> torch.Tens
         ) from err
     if len(steps) != k:
         raise ValueError(f"step_size must hold one step per temperature ({k}), got {len(steps)}")
-    return torch.tensor(steps, dtype=torch.float64)
+    return torch.tensor(steps, dtype=torch.float64, device="cpu")
 
 
 def _check_tempering_method(method) -> str:

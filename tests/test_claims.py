@@ -108,3 +108,42 @@ def test_verify_displays_json_that_read_claims_reads_back(monkeypatch):
     assert read_claims(text) == read_claims(text.encode()) == claims.records
     assert read_claims(nbformat.reads(text, as_version=4)) == claims.records
     assert read_claims(nbformat.v4.new_notebook()) is None
+
+
+def test_show_displays_without_asserting(capsys):
+    claims = Claims()
+    claims.check("one is even", False, "1 % 2 == 1")
+    claims.show()  # no raise
+    assert "FAILED one is even (1 % 2 == 1)" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="one is even"):
+        claims.verify(display=False)
+
+
+def test_less_and_greater_record_their_margin():
+    claims = Claims()
+    claims.less("z within 3", 1.5, 3.0)
+    claims.greater("ratio above 2", 1.0, 2.0)
+    claims.less("nan fails", float("nan"), 1.0)
+    claims.greater("a nan bound fails, it does not stop the chapter", 1.0, float("nan"))
+    first, second, third, fourth = claims.records
+    assert first["held"] and first["margin"] == pytest.approx(1.5)
+    assert first["value"] == 1.5 and first["bound"] == 3.0 and first["relation"] == "<"
+    assert not second["held"] and second["margin"] == pytest.approx(-1.0)
+    assert not third["held"] and third["margin"] is None and third["value"] is None
+    assert not fourth["held"] and fourth["bound"] is None
+    with pytest.raises(TypeError, match="value of claim 'x'"):
+        claims.less("x", "1", 2.0)
+
+
+def test_read_claims_keeps_the_margins(monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    claims = Claims()
+    claims.less("z within 3", 1.2, 3.0, "z 1.2")
+    claims.check("plain", True)
+    output = nbformat.v4.new_output(
+        "display_data", data={MIMETYPE: {"claims": claims.records}, "text/plain": "x"}
+    )
+    cell = nbformat.v4.new_code_cell("claims.show()", outputs=[output])
+    [less, plain] = read_claims(nbformat.v4.new_notebook(cells=[cell]))
+    assert less == claims.records[0] and less["margin"] == pytest.approx(1.8)
+    assert plain == {"name": "plain", "held": True, "detail": ""}

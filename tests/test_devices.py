@@ -5,9 +5,10 @@ Three axes:
 
 * float32 and float64 inputs on the CPU: every output keeps the input dtype;
 * the ``meta`` device (shapes without data) for the parts that are pure tensor operations: one step
-  of each kernel (the Metropolis-Hastings test is a tensor comparison) and every loss. Whatever
-  reads a value (``float()``, ``bool()``, ``.item()``: the finiteness checks and acceptance rates of
-  ``sample``, the loss record of ``train``, the schedule of AIS) cannot run there and is skipped;
+  of each kernel (the Metropolis-Hastings test is a tensor comparison) and every loss;
+* ``meta`` as the *default* device while the inputs stay on the CPU: both RBMs (fits, Gibbs,
+  proxies, exact log Z), AIS and reverse AIS, and tempering build no tensor off their inputs'
+  device (one that named no device would land on meta and fail);
 * ``cuda``, when a GPU is present (skipped otherwise), with a generator on the GPU: the rule is that
   a generator lives on its inputs' device.
 """
@@ -238,13 +239,95 @@ def test_losses_run_on_meta():
         assert loss.shape == () and loss.device.type == "meta" and loss.dtype == torch.float64
 
 
-@pytest.mark.skip(
-    reason="meta tensors hold no values: sample() checks that the chains stayed finite and reports "
-    "float acceptance rates, train() records float(loss), parallel tempering and AIS read their "
-    "step sizes and schedules as floats; their tensor parts are the kernels and losses above"
-)
-def test_value_reading_loops_on_meta():  # pragma: no cover
-    pass
+# --- nothing is created on the default device: inputs on the CPU, the default device meta ---------
+# Inside ``with torch.device("meta")`` a factory call that names no device (torch.zeros(n),
+# torch.randn(shape, generator=...)) makes a meta tensor: combined with the CPU inputs it raises,
+# and a result on meta shows the leak. This finds, without a GPU, every tensor a model, sampler,
+# loss, training loop or AIS would build off its inputs' device.
+
+
+def _rbm_cases():
+    from ebmlib import GaussianBernoulliRBM, ais_log_partition
+    from ebmlib.partition import reverse_ais
+    from ebmlib.rbm import BernoulliRBM, pseudo_likelihood_loss, ratio_matching_loss
+    from ebmlib.rbm.proxies import pseudo_log_likelihood, reconstruction_error
+
+    g = _gen("cpu", 5)
+    v = (torch.rand(40, 6, generator=g) < 0.5).double()
+    rbm = BernoulliRBM(6, 3, generator=g)
+    grbm = GaussianBernoulliRBM(4, 3, generator=g)
+    x = torch.randn(10, 4, generator=g, dtype=torch.float64)
+    base = GaussianEnergy(torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+    betas = torch.tensor([1.0, 0.5], dtype=torch.float64)
+
+    def fit(**kw):
+        model = rbm.copy()
+        model.fit(v, n_epochs=1, batch_size=10, generator=_gen("cpu"), **kw)
+        return model.weight
+
+    return {
+        "BernoulliRBM.fit (CD-1)": lambda: fit(),
+        "BernoulliRBM.fit (PCD)": lambda: fit(persistent=True),
+        "BernoulliRBM.fit (pseudo-likelihood)": lambda: fit(objective="pseudo_likelihood"),
+        "BernoulliRBM.fit (ratio matching)": lambda: fit(objective="ratio_matching"),
+        "BernoulliRBM.gibbs": lambda: rbm.gibbs(v, 2, generator=_gen("cpu")),
+        "BernoulliRBM.log_partition_exact": lambda: rbm.log_partition_exact(),
+        "pseudo_log_likelihood (one bit)": lambda: pseudo_log_likelihood(
+            rbm, v, exact=False, generator=_gen("cpu")
+        ),
+        "pseudo_log_likelihood (exact)": lambda: pseudo_log_likelihood(rbm, v),
+        "reconstruction_error": lambda: reconstruction_error(rbm, v),
+        "pseudo_likelihood_loss": lambda: pseudo_likelihood_loss(rbm, v),
+        "ratio_matching_loss": lambda: ratio_matching_loss(rbm, v),
+        "ais_log_partition (RBM)": lambda: (
+            ais_log_partition(rbm, n_runs=5, betas=10, generator=_gen("cpu"), data=v).log_z
+        ),
+        "reverse_ais": lambda: reverse_ais(rbm, v[:3], betas=10, generator=_gen("cpu")),
+        "GaussianBernoulliRBM.gibbs": lambda: grbm.gibbs(x, 2, generator=_gen("cpu")),
+        "GaussianBernoulliRBM.sample_exact": lambda: grbm.sample_exact(5, generator=_gen("cpu")),
+        "GaussianBernoulliRBM.log_partition_exact": lambda: grbm.log_partition_exact(),
+        "ais_log_partition (Gaussian-Bernoulli RBM)": lambda: (
+            ais_log_partition(grbm, base=base, n_runs=5, betas=6, generator=_gen("cpu")).log_z
+        ),
+        "parallel_tempering": lambda: parallel_tempering(
+            grbm, x[:4], method="mala", n_steps=3, step_size=0.1, betas=betas, generator=_gen("cpu")
+        )[0],
+    }
+
+
+RBM_CASES = sorted(_rbm_cases())
+
+
+@pytest.mark.parametrize("case", RBM_CASES)
+def test_nothing_is_built_on_the_default_device(case):
+    run = _rbm_cases()[case]
+    with torch.device("meta"):
+        out = run()
+    out = out if isinstance(out, torch.Tensor) else out[0]
+    assert out.device.type == "cpu", f"{case} returned a tensor on {out.device}"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rbms_keep_dtype_and_device(dtype, device):
+    from ebmlib import GaussianBernoulliRBM, ais_log_partition
+    from ebmlib.rbm import BernoulliRBM
+    from ebmlib.rbm.proxies import pseudo_log_likelihood
+
+    g = _gen(device)
+    rbm = BernoulliRBM(6, 3, generator=torch.Generator().manual_seed(1)).to(device, dtype)
+    v = (torch.rand(30, 6, generator=g, device=device) < 0.5).to(dtype)
+    rbm.fit(v, n_epochs=1, batch_size=10, persistent=True, generator=g)
+    for t in (*rbm.parameters(), rbm.gibbs(v, 2, generator=g), rbm.log_partition_exact(),
+              pseudo_log_likelihood(rbm, v, exact=False, generator=g),
+              ais_log_partition(rbm, n_runs=4, betas=5, generator=g).log_z):  # fmt: skip
+        _same_place(t, dtype, device)
+    grbm = GaussianBernoulliRBM(4, 3, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    grbm = grbm.to(device)
+    x = _points(5, 4, dtype, device)
+    for t in (grbm.gibbs(x, 2, generator=g), grbm.sample_exact(3, generator=g),
+              grbm.log_partition_exact(), grbm(x)):  # fmt: skip
+        _same_place(t, dtype, device)
 
 
 # --- the generator lives on the inputs' device ----------------------------------------------------

@@ -30,7 +30,7 @@ def _random_model(n_visible, n_hidden, seed, scale=1.0):
 def test_free_energy_sums_the_joint_energy_over_every_hidden_state():
     model = _random_model(5, 4, seed=0)
     v = torch.randn(7, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    states = _hidden_states(0, 16, 4, torch.float64)
+    states = _hidden_states(0, 16, 4, torch.zeros((), dtype=torch.float64))
     joint = torch.stack([model.energy(v, h.expand(7, 4)) for h in states], 1)  # (7, 16)
     expected = -torch.logsumexp(-joint, 1)
     torch.testing.assert_close(model.free_energy(v), expected, rtol=0, atol=1e-12)
@@ -72,7 +72,7 @@ def test_exact_log_partition_is_differentiable():
 
 def test_exact_samples_and_gibbs_chains_match_the_exact_mean():
     model = _random_model(3, 4, seed=4)
-    states = _hidden_states(0, 16, 4, torch.float64)
+    states = _hidden_states(0, 16, 4, torch.zeros((), dtype=torch.float64))
     with torch.no_grad():
         p_h = torch.softmax(model._hidden_log_weights(states), 0)
         mean = p_h @ model.visible_mean(states)  # E[v] = sum_h p(h) E[v | h]

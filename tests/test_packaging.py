@@ -1,20 +1,24 @@
 """The package and the repository as a reader outside it meets them.
 
 * one repository address, written in ``_config.yml``, ``CITATION.cff`` and ``pyproject.toml``;
-* one version, in ``pyproject.toml``, ``CITATION.cff``, ``ebmlib.__version__``, the CHANGELOG and
-  every chapter's install cell;
+* one version, in ``pyproject.toml`` (``ebmlib.__version__`` reads it), ``CITATION.cff`` and the
+  CHANGELOG; every chapter's install cell installs from the branch the launch buttons open;
 * ``CITATION.cff`` validates (cffconvert) and every GitHub workflow passes actionlint (both from
   ``.venv-tools``, which ``make`` installs from ``requirements-tools.txt``);
 * the floors of pyproject's ranges are the versions ``tests/floors.txt`` pins (``make test-floors``
   runs on them);
 * no package-index host is named anywhere in the repository;
 * (slow) the wheel, installed into a fresh virtual environment, runs a chapter copied alone into an
-  empty folder.
+  empty folder;
+* (slow) Colab's path: in a fresh venv holding only what Colab ships, the install cell installs
+  ebmlib from (a local clone of) the repository, and the chapter then runs alone in an empty
+  folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -73,6 +77,7 @@ def test_set_repository_url_rewrites_every_copy(tmp_path):
     (tmp_path / "book").mkdir()
     for name in ("_config.yml", "CITATION.cff", "pyproject.toml", "README.md", "book/intro.md"):
         shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copy(CHAPTERS[0], tmp_path / "book" / CHAPTERS[0].name)
     (tmp_path / "tools").mkdir()
     shutil.copy(ROOT / "tools" / "set_repository_url.py", tmp_path / "tools")
     fork = "https://github.com/Someone/ebm-fork"
@@ -86,8 +91,11 @@ def test_set_repository_url_rewrites_every_copy(tmp_path):
     assert cff["repository-code"] == fork and cff["url"] == "https://someone.github.io/ebm-fork/"
     urls = tomllib.loads((tmp_path / "pyproject.toml").read_text())["project"]["urls"]
     assert urls["Repository"] == fork and urls["Homepage"] == "https://someone.github.io/ebm-fork/"
-    for name in ("pyproject.toml", "README.md", "book/intro.md"):
+    for name in ("pyproject.toml", "README.md", "book/intro.md", f"book/{CHAPTERS[0].name}"):
         assert _repository_from_config() not in (tmp_path / name).read_text(), name
+    assert _install_target(tmp_path / "book" / CHAPTERS[0].name) == (
+        f"ebmlib[book] @ git+{fork}@main"
+    )
 
 
 def test_one_version_everywhere():
@@ -100,11 +108,23 @@ def test_one_version_everywhere():
     assert releases and releases[0] == VERSION, (
         "the CHANGELOG's newest release is the package version"
     )
+
+
+def _install_target(path: Path) -> str:
+    """The requirement a chapter's install cell hands to pip."""
+    cells = json.loads(path.read_text())["cells"]
+    install = [c for c in cells if c.get("id") == "install-ebmlib"]
+    assert len(install) == 1, f"{path.name}: one hidden install cell"
+    found = re.findall(r'^EBMLIB = "([^"]+)"$', "".join(install[0]["source"]), re.MULTILINE)
+    assert len(found) == 1, f"{path.name}: the install cell names its requirement once, as EBMLIB"
+    return found[0]
+
+
+def test_install_cells_install_the_branch_the_launch_buttons_open():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    expected = f"ebmlib[book] @ git+{config['url']}@{config['branch']}"
     for path in CHAPTERS:
-        cells = json.loads(path.read_text())["cells"]
-        install = [c for c in cells if c.get("id") == "install-ebmlib"]
-        assert len(install) == 1, f"{path.name}: one hidden install cell"
-        assert f'"ebmlib[book]=={VERSION}"' in "".join(install[0]["source"]), path.name
+        assert _install_target(path) == expected, path.name
 
 
 def test_install_cell_is_hidden_second_and_a_no_op_here():
@@ -118,9 +138,11 @@ def test_install_cell_is_hidden_second_and_a_no_op_here():
             f"{path.name}: hidden in the page"
         )
         assert not code[1].get("outputs"), f"{path.name}: the install cell printed something here"
-        namespace: dict = {}
-        exec("".join(code[1]["source"]), namespace)  # ebmlib is importable: nothing is installed
-        assert "_cmd" not in namespace
+        calls: list = []
+        source = "".join(code[1]["source"]).replace("import subprocess\n", "")
+        fake = type("S", (), {"run": staticmethod(lambda *a, _calls=calls, **k: _calls.append(a))})
+        exec(source, {"subprocess": fake})
+        assert not calls, f"{path.name}: the install cell ran pip although ebmlib is importable"
 
 
 def test_citation_cff_validates():
@@ -166,8 +188,6 @@ def test_floors_are_pinned_for_test_floors():
     )
     for requirement in ranges:
         name, floor = _floor(requirement)
-        if name in ("myst-nb", "ipykernel"):  # only the chapters import them, not the unit tests
-            continue
         assert name in floors, f"tests/floors.txt does not pin {name}"
         pinned = tuple(int(p) for p in floors[name].split("."))
         assert pinned[: len(floor.split("."))] == tuple(int(p) for p in floor.split(".")), (
@@ -259,3 +279,69 @@ def test_wheel_runs_a_chapter_from_an_empty_folder(tmp_path):
         check=True,
     ).stdout
     assert str(venv) in where, "the chapter ran on the installed wheel, not on the repository"
+
+
+#: What Colab ships that a chapter needs, with the kernel that runs it; ebmlib is not there.
+COLAB = ["torch", "numpy", "scipy", "matplotlib", "scikit-learn", "ipykernel", "papermill"]
+
+
+@pytest.mark.slow
+def test_colab_install_cell_installs_an_ebmlib_that_runs_the_chapter(tmp_path):
+    """Colab's path, offline but for the package registries: a fresh venv with only the packages
+    Colab ships (at the lock's versions, not Colab's), chapter 8 of HEAD copied alone into an
+    empty folder with its install cell pointed at this repository's HEAD (``git+file://`` in
+    place of the GitHub address), run by papermill. Commit first: it tests HEAD."""
+    venv = tmp_path / "colab"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, *COLAB, "-c", str(ROOT / "requirements.txt")], check=True)
+    missing = subprocess.run([str(python), "-c", "import ebmlib"], capture_output=True)
+    assert missing.returncode != 0, "the fresh venv must not have ebmlib before the install cell"
+
+    # A checkout owned by another user (a CI container) is still read: git's safe.directory, for
+    # this test's git and for the git that pip runs.
+    git_env = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory"}
+    git_env["GIT_CONFIG_VALUE_0"] = "*"
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **git_env},
+        ).stdout
+
+    head = git("rev-parse", "HEAD").strip()
+    name = "08_rbm_ais.ipynb"
+    text = git("show", f"HEAD:book/{name}")  # the chapter and the library of one commit
+    github = _install_target(ROOT / "book" / name)
+    local = f"ebmlib[book] @ git+file://{ROOT}@{head}"
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    assert text.count(github) == 1, "HEAD's chapter installs what the working tree's does"
+    (reader / name).write_text(text.replace(github, local))
+    proc = subprocess.run(
+        [str(python), "-m", "papermill", name, "out.ipynb", "-k", "python3"],
+        cwd=reader,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={
+            "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+            "EBMLIB_PROGRESS": "0",
+            "HOME": str(tmp_path),
+            **git_env,
+        },
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    installed = subprocess.run(
+        [str(python), "-c", "import ebmlib; print(ebmlib.__version__, ebmlib.__file__)"],
+        cwd=reader,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert installed[0] == VERSION and str(venv) in installed[1], installed

@@ -234,3 +234,13 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_book, tmp_path):
     rerun = cli(tiny_book, out, "--run-id", "r2", "--resume", "-p", "VALUE", "3")
     assert rerun.returncode == 0
     assert json.loads((folder / "summary.json").read_text())["chapters"][0]["status"] == "ok"
+
+
+def test_without_chapters_it_says_where_to_point_it(tmp_path, monkeypatch, capsys):
+    """From an installed wheel there is no book/ beside the package: say what to do."""
+    monkeypatch.setattr(reproduce, "BOOK", tmp_path / "no-such-book")
+    monkeypatch.chdir(tmp_path)
+    assert reproduce.main([]) == 2
+    err = capsys.readouterr().err
+    assert f"no chapters (NN_*.ipynb) in {tmp_path / 'book'}" in err
+    assert "point --book at the folder that holds the chapter notebooks" in err

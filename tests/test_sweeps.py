@@ -145,8 +145,72 @@ def test_robustness_counts_the_pairs_that_ran():
             "fraction": 0.5,
             "failed_seeds": [1],
             "missing_seeds": [2],
+            "test": None,
+            "margin_min": None,
+            "margin_median": None,
         }
     ]
+
+
+def test_robustness_gives_the_smallest_and_median_margin():
+    def rec(seed, margin):
+        claim = {"name": "z", "held": margin > 0, "detail": "", "margin": margin}
+        claim.update(value=3 - margin, bound=3.0, relation="<")
+        return {"chapter": "01_x", "seed": seed, "status": "ok", "claims": [claim]}
+
+    [row] = reproduce.robustness([rec(0, 0.5), rec(1, -0.1), rec(2, 0.2), rec(3, 0.9)])
+    assert row["held"] == 3 and row["failed_seeds"] == [1]
+    assert row["margin_min"] == -0.1 and row["margin_median"] == pytest.approx(0.35)
+    assert row["test"] == "< 3"
+
+
+def test_a_sweep_made_at_another_commit_is_not_resumed(tmp_path, monkeypatch):
+    folder = tmp_path / "r1"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps({"environment": {"commit": "0" * 40}}))
+    monkeypatch.setattr(reproduce, "source_revision", lambda: "1" * 40)
+    with pytest.raises(reproduce.ReproduceError, match="refusing to resume r1: it was run at"):
+        reproduce._resumed([], folder)
+    monkeypatch.setattr(reproduce, "source_revision", lambda: "0" * 40)
+    assert reproduce._resumed([], folder) == ({}, [])
+
+
+def test_the_robustness_page_states_where_when_and_how_close(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    try:
+        from robustness_page import page
+    finally:
+        sys.path.pop(0)
+    claims = [
+        lambda m: {
+            "name": "z below 3",
+            "held": m > 0,
+            "detail": "",
+            "value": 3 - m,
+            "bound": 3.0,
+            "relation": "<",
+            "margin": m,
+        },
+        lambda m: {"name": "plain", "held": True, "detail": ""},
+    ]
+    records = [
+        {
+            "chapter": "01_x",
+            "seed": seed,
+            "status": "ok" if margin > 0 else "claims failed",
+            "seconds": 1.0,
+            "peak_memory_mb": 10,
+            "claims": [c(margin) for c in claims],
+        }
+        for seed, margin in enumerate([0.5] * 18 + [-0.2, -0.1])
+    ]
+    env = {"date": "2026-12-07", "commit": "abc1234", "cpu": "Some CPU", "cpu_count": 2}
+    text = page({"chapters": records, "environment": env, "engine": {"workers": 2}})
+    assert "at 20 seeds" in text and "2026-12-07" in text and "`abc1234`" in text
+    assert "Some CPU" in text
+    assert "| 01_x | z below 3 | 18/20 | 2/20 (" in text, "its failure rate and bound"
+    assert "| z below 3 | < 3 | 18/20 | -0.2 | +0.5 |" in text, "its test and margins"
+    assert "| 01_x | 18/20 ok | 2 | 1 | 1 |" in text, "one claim fails at more than 1 seed in 20"
 
 
 def test_a_sweep_on_a_local_cluster_tabulates_how_robust_each_claim_is(
@@ -303,8 +367,10 @@ def test_a_task_past_its_timeout_is_stopped(sweep_book, tmp_path, monkeypatch):
     out = tmp_path / "outputs"
     started = time.perf_counter()
     assert sweep(sweep_book, out, "01", "--seeds", "4:5", "--run-id", "t1", "--timeout", "2") == 1
-    assert time.perf_counter() - started < 30
+    # The kernel would sleep 120 s: stopped well before it, however loaded the machine. The bounds
+    # are not a speed test: tighter ones (10 s, 30 s) depend on the load of the other test process.
+    assert time.perf_counter() - started < 100
     [record] = summary(out / "t1")["chapters"]
     assert record["status"] == "timed out" and record["error"] == "stopped after 2 s (--timeout)"
-    assert 2 <= record["seconds"] < 10
+    assert 2 <= record["seconds"] < 60
     assert "| 01_claims | 4 | timed out |" in (out / "t1" / "summary.md").read_text()

@@ -5,9 +5,9 @@ Usage:  python tools/set_repository_url.py https://github.com/OWNER/NAME
 
 It rewrites ``_config.yml`` (the launch, repository and issue buttons), ``CITATION.cff``
 (``repository-code`` and ``url``), ``pyproject.toml`` (``[project.urls]``), and the links in
-``README.md`` and ``book/intro.md`` (the citation), including the GitHub Pages address
-``https://OWNER.github.io/NAME/`` derived from it. ``tests/test_packaging.py`` checks that they
-agree.
+``README.md`` and ``book/intro.md`` (the citation), and every chapter's install cell, including
+the GitHub Pages address ``https://OWNER.github.io/NAME/`` derived from it.
+``tests/test_packaging.py`` checks that they agree.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("_config.yml", "CITATION.cff", "pyproject.toml", "README.md", "book/intro.md")
+FILES = ("_config.yml", "CITATION.cff", "pyproject.toml", "README.md", "book/intro.md") + tuple(
+    str(p.relative_to(ROOT)) for p in sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+)
 _GITHUB = re.compile(r"https://github\.com/([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)")
 
 

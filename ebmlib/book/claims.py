@@ -17,6 +17,7 @@ machine-readable form, even when the chapter failed; :func:`read_claims` reads t
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ __all__ = ["MIMETYPE", "Claims", "read_claims"]
 
 #: The mimetype of the output that :meth:`Claims.verify` displays: ``{"claims": [record, ...]}``.
 MIMETYPE = "application/vnd.ebmlib.claims+json"
+#: What a claim made with :meth:`Claims.less` or :meth:`Claims.greater` records beyond its outcome.
+_MARGIN_FIELDS = ("value", "bound", "relation", "margin")
 
 
 def _as_bool(condition: Any, name: str) -> bool:
@@ -50,16 +53,26 @@ class Claims:
     """The named, checked claims of one chapter.
 
     Each :meth:`check` records whether a claim held; :meth:`verify` shows them all and raises
-    if any failed. Records are plain dicts ``{"name": str, "held": bool, "detail": str}``.
+    if any failed. Records are plain dicts ``{"name": str, "held": bool, "detail": str}``; a
+    claim made with :meth:`less` or :meth:`greater` adds ``value``, ``bound``, ``relation`` and
+    ``margin``.
 
     Examples
     --------
     >>> claims = Claims()
     >>> claims.check("two is even", 2 % 2 == 0)
-    True
     >>> claims.check("one is even", 1 % 2 == 0, "1 % 2 == 1")
+    >>> claims.less("the bias is within 3 standard errors", 1.2, 3.0)
     >>> claims.failed
     ['one is even']
+    >>> claims.records[-1]["margin"]
+    1.8
+
+    A claim made with :meth:`less` or :meth:`greater` records the statistic it tests
+    (``value``), its threshold (``bound``) and its *margin*: how far the statistic lies inside
+    the threshold, in the statistic's own units (``bound - value`` for :meth:`less`), negative
+    when the claim failed. Across seeds, the smallest margin shows how close a claim came to
+    failing (the Robustness appendix); margins of different claims are in different units.
     """
 
     def __init__(self) -> None:
@@ -103,6 +116,45 @@ class Claims:
         held = _as_bool(condition, name)
         self._records.append({"name": name, "held": held, "detail": detail})
 
+    def less(self, name: str, value: Any, bound: Any, detail: str = "") -> None:
+        """Record the claim ``value < bound``, with its statistic, threshold and margin.
+
+        Parameters
+        ----------
+        name, detail : str
+            As in :meth:`check`.
+        value, bound : float
+            The statistic the claim tests and its threshold (Python, NumPy or one-element torch
+            numbers). A NaN fails the claim; an infinite one compares as infinity does.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :meth:`check`; also when ``value`` or ``bound`` is not a real number.
+        """
+        self._compare(name, value, bound, detail, below=True)
+
+    def greater(self, name: str, value: Any, bound: Any, detail: str = "") -> None:
+        """Record the claim ``value > bound``, with its statistic, threshold and margin
+        ``value - bound``; otherwise as :meth:`less`."""
+        self._compare(name, value, bound, detail, below=False)
+
+    def _compare(self, name: str, value: Any, bound: Any, detail: str, *, below: bool) -> None:
+        value, bound = _as_float(value, "value", name), _as_float(bound, "bound", name)
+        held = (value < bound) if below else (value > bound)
+        self.check(name, held, detail)
+        margin = (bound - value) if below else (value - bound)
+
+        def finite(x: float) -> float | None:  # JSON has no NaN or infinity
+            return x if math.isfinite(x) else None
+
+        self._records[-1].update(
+            value=finite(value),
+            bound=finite(bound),
+            relation="<" if below else ">",
+            margin=finite(margin),
+        )
+
     @property
     def records(self) -> list[dict]:
         """Every claim checked so far, in order: ``[{"name", "held", "detail"}, ...]`` (copies)."""
@@ -130,15 +182,34 @@ class Claims:
             lines.append(f"  {mark} {r['name']}" + (f" ({r['detail']})" if r["detail"] else ""))
         return "\n".join(lines)
 
+    def show(self) -> None:
+        """Show every outcome (held or FAILED, with its detail) without asserting anything.
+
+        In Jupyter, papermill or nbclient one output carries the records as JSON under
+        :data:`MIMETYPE`, which :func:`read_claims` reads back, and the :meth:`summary` as
+        ``text/plain``; outside IPython the summary is printed. A chapter shows its claims in one
+        cell before its exercises and asserts them (:meth:`verify` with ``display=False``) in its
+        last cell, so that a run at other parameters still reaches the exercises.
+        """
+        bundle = {MIMETYPE: {"claims": self.records}, "text/plain": self.summary()}
+        try:
+            from IPython import get_ipython
+            from IPython.display import display as show
+        except ImportError:  # plain Python: no notebook to record into
+            get_ipython = None
+        if get_ipython is not None and get_ipython() is not None:
+            show(bundle, raw=True)
+        else:
+            print(bundle["text/plain"])
+
     def verify(self, *, display: bool = True) -> None:
         """Show every outcome, then assert that every claim held.
 
         Parameters
         ----------
         display : bool, optional
-            Show one output carrying the records as JSON under :data:`MIMETYPE` and the
-            :meth:`summary` as ``text/plain`` (in Jupyter, papermill or nbclient, where the
-            executed notebook keeps both); printed as text outside IPython. Default True.
+            First :meth:`show` the outcomes. Default True; a chapter that showed them already
+            passes False.
 
         Raises
         ------
@@ -147,16 +218,7 @@ class Claims:
             The outcomes are shown before the raise, so a failed run records them too.
         """
         if display:
-            bundle = {MIMETYPE: {"claims": self.records}, "text/plain": self.summary()}
-            try:
-                from IPython import get_ipython
-                from IPython.display import display as show
-            except ImportError:  # plain Python: no notebook to record into
-                get_ipython = None
-            if get_ipython is not None and get_ipython() is not None:
-                show(bundle, raw=True)
-            else:
-                print(bundle["text/plain"])
+            self.show()
         failed = [r for r in self._records if not r["held"]]
         if failed:
             lines = [f"{len(failed)} of {len(self)} claims failed:"]
@@ -164,6 +226,16 @@ class Claims:
                 f"- {r['name']}" + (f": {r['detail']}" if r["detail"] else "") for r in failed
             ]
             raise AssertionError("\n".join(lines))
+
+
+def _as_float(x: Any, what: str, name: str) -> float:
+    """A Python float from a real number, a NumPy scalar or a one-element array or tensor."""
+    if isinstance(x, bool) or not hasattr(x, "__float__"):
+        raise TypeError(f"{what} of claim {name!r} must be a real number, got {type(x).__name__}")
+    try:
+        return float(x)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{what} of claim {name!r} must be a single real number: {err}") from None
 
 
 def read_claims(notebook: Mapping | str | bytes | Path) -> list[dict] | None:
@@ -199,6 +271,7 @@ def read_claims(notebook: Mapping | str | bytes | Path) -> list[dict] | None:
             found = {} if found is None else found
             for record in payload.get("claims", []):
                 found[str(record["name"])] = {
+                    **{k: record[k] for k in _MARGIN_FIELDS if k in record},
                     "name": str(record["name"]),
                     "held": bool(record["held"]),
                     "detail": str(record.get("detail", "")),

@@ -72,6 +72,15 @@ class BernoulliRBM:
         """``[weight, visible_bias, hidden_bias]``."""
         return [self.weight, self.visible_bias, self.hidden_bias]
 
+    def to(self, device=None, dtype: torch.dtype | None = None) -> BernoulliRBM:
+        """Move the parameters in place and return ``self``, as ``torch.nn.Module.to`` does."""
+        if dtype is not None:
+            check_float_dtype(dtype)
+        self.weight, self.visible_bias, self.hidden_bias = (
+            p.to(device=device, dtype=dtype) for p in self.parameters()
+        )
+        return self
+
     def copy(self) -> BernoulliRBM:
         """An independent copy with cloned parameters."""
         other = BernoulliRBM(self.n_visible, self.n_hidden, weight_scale=0.0, dtype=self.dtype)
@@ -162,15 +171,14 @@ class BernoulliRBM:
         def free_energy(s):
             return -core.log_weight(s, core.hidden_logits(s, W, c), b)
 
-        return log_partition_enumeration(
-            free_energy, n_small, chunk_size=chunk_size, max_bits=max_bits, dtype=self.dtype
-        )
+        kwargs = {"chunk_size": chunk_size, "max_bits": max_bits, "device": W.device}
+        return log_partition_enumeration(free_energy, n_small, dtype=self.dtype, **kwargs)
 
     def log_likelihood(self, v: torch.Tensor, log_z) -> torch.Tensor:
         r"""Per-sample :math:`\log p(v) = -F(v) - \log Z`, shape ``(n,)``, given a scalar
         ``log_z`` (exact or estimated)."""
         v = self.visible(v)
-        log_z = torch.as_tensor(log_z, dtype=self.dtype)
+        log_z = torch.as_tensor(log_z, dtype=self.dtype, device=self.weight.device)
         if log_z.ndim != 0 or not bool(torch.isfinite(log_z)):
             raise ValueError(f"log_z must be a finite scalar, got {log_z}")
         return -self.free_energy(v) - log_z

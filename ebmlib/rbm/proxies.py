@@ -32,7 +32,7 @@ def _checked(rbm, v) -> torch.Tensor:
 def _one_flip_gap(rbm, v: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     """:math:`F(v) - F(v^{(i)})` for one bit ``bits[m]`` per row, shape ``(n,)``."""
     x = core.hidden_logits(v, rbm.weight, rbm.hidden_bias)
-    rows = torch.arange(v.shape[0])
+    rows = torch.arange(v.shape[0], device=v.device)
     s = 1.0 - 2.0 * v[rows, bits]  # +1 where the bit turns on
     x_flip = x + s[:, None] * rbm.weight[bits]
     return s * rbm.visible_bias[bits] + F.softplus(x_flip).sum(1) - F.softplus(x).sum(1)
@@ -60,7 +60,7 @@ def pseudo_log_likelihood(rbm, v, *, exact: bool = True, generator=None) -> torc
     with torch.no_grad():
         if exact:
             return -F.softplus(core.flip_gaps(v, *rbm.parameters())).sum(1)
-        bits = torch.randint(rbm.n_visible, (v.shape[0],), generator=generator)
+        bits = torch.randint(rbm.n_visible, (v.shape[0],), generator=generator, device=v.device)
         return -rbm.n_visible * F.softplus(_one_flip_gap(rbm, v, bits))
 
 

@@ -159,7 +159,7 @@ class _AugmentedChains:
     """
 
     def __init__(self, rbm, v, batch_size: int, momentum: float):
-        nv, nh, dtype = rbm.n_visible, rbm.n_hidden, rbm.dtype
+        nv, nh, dtype, device = rbm.n_visible, rbm.n_hidden, rbm.dtype, rbm.weight.device
         self.rbm, self.nv, self.nh, self.batch_size, self.momentum = (
             rbm,
             nv,
@@ -167,12 +167,12 @@ class _AugmentedChains:
             batch_size,
             momentum,
         )
-        self.theta = torch.zeros(nv + 1, nh + 1, dtype=dtype)
+        self.theta = torch.zeros(nv + 1, nh + 1, dtype=dtype, device=device)
         self.theta[:nv, :nh], self.theta[:nv, nh], self.theta[nv, :nh] = rbm.parameters()
         self.theta[nv, nh] = _CLAMP
         self.velocity = torch.zeros_like(self.theta) if momentum > 0 else None
-        self.data = torch.cat([v, torch.ones(v.shape[0], 1, dtype=dtype)], 1)
-        self.h = torch.ones(batch_size, nh + 1, dtype=dtype)
+        self.data = torch.cat([v, torch.ones(v.shape[0], 1, dtype=dtype, device=device)], 1)
+        self.h = torch.ones(batch_size, nh + 1, dtype=dtype, device=device)
         self.h[:, :nh] = 0.0  # persistent chains start from h = 0
         self.t = 0  # updates so far
 
@@ -180,7 +180,8 @@ class _AugmentedChains:
         theta, n = self.theta, self.data.shape[0]
         with torch.no_grad():
             try:
-                data = torch.index_select(self.data, 0, torch.randperm(n, generator=generator))
+                order = torch.randperm(n, generator=generator, device=theta.device)
+                data = torch.index_select(self.data, 0, order)
                 for start in range(0, n, self.batch_size):
                     v_pos = data[start : start + self.batch_size]
                     p_pos = torch.sigmoid_(v_pos @ theta)  # (m, nh+1), last column exactly 1
@@ -235,7 +236,8 @@ class _ObjectiveState:
 
     def epoch(self, i, *, learning_rate, rate, weight_decay, generator, **_) -> None:
         n = self.v.shape[0]
-        data = torch.index_select(self.v, 0, torch.randperm(n, generator=generator))
+        order = torch.randperm(n, generator=generator, device=self.v.device)
+        data = torch.index_select(self.v, 0, order)
         for start in range(0, n, self.batch_size):
             batch = data[start : start + self.batch_size]
             grads = objective_gradients(*self.params, batch, self.objective)
