@@ -296,7 +296,9 @@ def test_colab_install_cell_installs_an_ebmlib_that_runs_the_chapter(tmp_path):
     python = venv / "bin" / "python"
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, *COLAB, "-c", str(ROOT / "requirements.txt")], check=True)
-    missing = subprocess.run([str(python), "-c", "import ebmlib"], capture_output=True)
+    missing = subprocess.run(
+        [str(python), "-c", "import ebmlib"], cwd=tmp_path, capture_output=True
+    )
     assert missing.returncode != 0, "the fresh venv must not have ebmlib before the install cell"
 
     # A checkout owned by another user (a CI container) is still read: git's safe.directory, for
