@@ -320,7 +320,8 @@ def test_colab_install_cell_installs_an_ebmlib_that_runs_the_chapter(tmp_path):
     name = "08_rbm_ais.ipynb"
     text = git("show", f"HEAD:book/{name}")  # the chapter and the library of one commit
     github = _install_target(ROOT / "book" / name)
-    local = f"ebmlib[book] @ git+file://{ROOT}@{head}"
+    # file://localhost/...: older pip (23.2, a fresh venv's) refuses an empty host, file:///...
+    local = f"ebmlib[book] @ git+file://localhost{ROOT}@{head}"
     reader = tmp_path / "reader"
     reader.mkdir()
     assert text.count(github) == 1, "HEAD's chapter installs what the working tree's does"

@@ -207,6 +207,7 @@ def test_the_robustness_page_states_where_when_and_how_close(tmp_path):
     env = {"date": "2026-12-07", "commit": "abc1234", "cpu": "Some CPU", "cpu_count": 2}
     text = page({"chapters": records, "environment": env, "engine": {"workers": 2}})
     assert "at 20 seeds" in text and "2026-12-07" in text and "`abc1234`" in text
+    assert "**Not in this sweep:** 01_mle_gradient, 02_importance_sampling_mle" in text
     assert "Some CPU" in text
     assert "| 01_x | z below 3 | 18/20 | 2/20 (" in text, "its failure rate and bound"
     assert "| z below 3 | < 3 | 18/20 | -0.2 | +0.5 |" in text, "its test and margins"

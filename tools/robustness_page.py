@@ -51,7 +51,7 @@ def page(summary: dict) -> str:
     n = len(seeds)
     workers = engine.get("workers", engine.get("scheduler", "?"))
     bound0 = _upper_95(0, n)
-    intro = f"""# Robustness: every claim at {n} seeds
+    intro = f"""# Robustness: the claims at {n} seeds
 
 Each chapter states its findings as named claims (`ebmlib.book.Claims`) and asserts them at the
 seed it is published with. This page re-runs every chapter at SEED {seeds[0]} to {seeds[-1]} with
@@ -79,6 +79,14 @@ per chapter and seed) and reports, for every claim, the fraction of seeds at whi
 Written by `tools/robustness_page.py` from the sweep's `summary.json`; the sweep's own
 `summary.md` lists every run.
 """
+    swept = set(r["chapter"] for r in records)
+    absent = [p.stem for p in sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))]
+    absent = [stem for stem in absent if stem not in swept]
+    if absent:
+        intro += (
+            f"\n**Not in this sweep:** {', '.join(absent)}. Their claims have not been run at "
+            f"{n} seeds on this commit.\n"
+        )
     lines = [
         intro,
         "| chapter | runs | claims | held at every seed | failed at more than one seed in 20 "
