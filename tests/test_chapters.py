@@ -70,6 +70,19 @@ def test_chapter_follows_the_notebook_conventions(path):
         "no cell marked # NBVAL_CHECK_OUTPUT"
     )
     assert any("assert " in "".join(c["source"]) for c in code), "a chapter asserts its claims"
+    # claims: shown once before the exercises, asserted in the last (hidden) cell, so that a run
+    # at other parameters reaches the exercises and still ends by naming every failed claim
+    show = [i for i, c in enumerate(nb["cells"]) if "claims.show()" in "".join(c["source"])]
+    exercises = [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "markdown" and "".join(c["source"]).lstrip().startswith("## Exercises")
+    ]
+    assert len(show) == 1 and exercises and show[0] < exercises[0], "claims shown before exercises"
+    assert "".join(code[-1]["source"]).rstrip().endswith("claims.verify(display=False)"), (
+        "the last code cell asserts the claims"
+    )
+    assert "remove-cell" in code[-1]["metadata"].get("tags", [])
     for c in code:
         assert c.get("execution_count") is not None, "commit the chapter executed"
         if "plt.show()" in "".join(c["source"]):
