@@ -97,7 +97,7 @@ Written by `tools/robustness_page.py` from the sweep's `summary.json`; the sweep
         runs = [r for r in records if r["chapter"] == chapter]
         mine = [row for row in rows if row["chapter"] == chapter]
         always = sum(1 for row in mine if row["held"] == row["runs"])
-        often = sum(1 for row in mine if 1 - row["fraction"] > TOLERATED)
+        often = sum(1 for row in mine if row["runs"] - row["held"] > TOLERATED * row["runs"] + 1e-9)
         secs = [r["seconds"] for r in runs if r.get("seconds") is not None]
         mem = [r["peak_memory_mb"] for r in runs if r.get("peak_memory_mb") is not None]
         ok = sum(1 for r in runs if r["status"].startswith("ok"))
