@@ -222,6 +222,45 @@ def test_binder_installs_cpu_torch_and_ebmlib_from_the_repository():
     assert 'pip install --no-cache-dir ".[book]"' in post
 
 
+def _run_chapter_alone(
+    venv: Path, folder: Path, name: str, extra_env: dict[str, str] | None = None
+) -> list[str]:
+    """Run the chapter ``folder/name`` with papermill in ``venv``, with nothing of this machine's
+    environment but ``PATH``'s system folders; return the ``ebmlib`` version and file it imported.
+
+    One math thread: `make test-slow` runs two of these side by side (pytest-xdist, 2 processes),
+    and two chapters with torch's default two threads each on a 2-core machine oversubscribe it
+    (measured in CI: chapter 8 past 600 s instead of about 70 s). A chapter's claims hold at any
+    thread count, so one thread checks the same things.
+    """
+    python = venv / "bin" / "python"
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "EBMLIB_PROGRESS": "0",
+        "HOME": str(folder.parent),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        **(extra_env or {}),
+    }
+    proc = subprocess.run(
+        [str(python), "-m", "papermill", name, "out.ipynb", "-k", "python3"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return subprocess.run(
+        [str(python), "-c", "import ebmlib; print(ebmlib.__version__, ebmlib.__file__)"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout.split()
+
+
 @pytest.mark.slow
 def test_wheel_runs_a_chapter_from_an_empty_folder(tmp_path):
     """Build the wheel, install it into a fresh venv, and run chapter 8 (it loads the packaged data)
@@ -256,29 +295,10 @@ def test_wheel_runs_a_chapter_from_an_empty_folder(tmp_path):
     )
     empty = tmp_path / "reader"
     empty.mkdir()
-    chapter = empty / "08_rbm_ais.ipynb"
-    shutil.copy(ROOT / "book" / chapter.name, chapter)
-    proc = subprocess.run(
-        [str(python), "-m", "papermill", chapter.name, "out.ipynb", "-k", "python3"],
-        cwd=empty,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={
-            "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
-            "EBMLIB_PROGRESS": "0",
-            "HOME": str(tmp_path),
-        },
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    where = subprocess.run(
-        [str(python), "-c", "import ebmlib; print(ebmlib.__file__)"],
-        cwd=empty,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert str(venv) in where, "the chapter ran on the installed wheel, not on the repository"
+    name = "08_rbm_ais.ipynb"
+    shutil.copy(ROOT / "book" / name, empty / name)
+    installed = _run_chapter_alone(venv, empty, name)
+    assert str(venv) in installed[1], "the chapter ran on the repository, not on the wheel"
 
 
 #: What Colab ships that a chapter needs, with the kernel that runs it; ebmlib is not there.
@@ -326,25 +346,5 @@ def test_colab_install_cell_installs_an_ebmlib_that_runs_the_chapter(tmp_path):
     reader.mkdir()
     assert text.count(github) == 1, "HEAD's chapter installs what the working tree's does"
     (reader / name).write_text(text.replace(github, local))
-    proc = subprocess.run(
-        [str(python), "-m", "papermill", name, "out.ipynb", "-k", "python3"],
-        cwd=reader,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={
-            "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
-            "EBMLIB_PROGRESS": "0",
-            "HOME": str(tmp_path),
-            **git_env,
-        },
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    installed = subprocess.run(
-        [str(python), "-c", "import ebmlib; print(ebmlib.__version__, ebmlib.__file__)"],
-        cwd=reader,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    installed = _run_chapter_alone(venv, reader, name, git_env)
     assert installed[0] == VERSION and str(venv) in installed[1], installed
