@@ -132,7 +132,7 @@ SEEDS ?= 0:20
 robustness: $(STAMP)
 	$(PY) -m ebmlib.reproduce --seeds $(SEEDS) --jobs $(JOBS) --run-id robustness --resume $(ARGS); \
 	    status=$$?; [ $$status -le 1 ] || exit $$status
-	$(PY) tools/robustness_page.py outputs/robustness/summary.json book/appendix_robustness.md
+	$(PY) tools/robustness_page.py --out book/appendix_robustness.md outputs/robustness/summary.json
 
 # Peers used only by the benchmarks (TorchEBM) are installed here, with --no-deps next to the pinned torch.
 bench: $(STAMP)

@@ -207,11 +207,27 @@ def test_the_robustness_page_states_where_when_and_how_close(tmp_path):
     env = {"date": "2026-12-07", "commit": "abc1234", "cpu": "Some CPU", "cpu_count": 2}
     text = page({"chapters": records, "environment": env, "engine": {"workers": 2}})
     assert "at 20 seeds" in text and "2026-12-07" in text and "`abc1234`" in text
-    assert "**Not in this sweep:** 01_mle_gradient, 02_importance_sampling_mle" in text
+    assert "**Not in these sweeps:** 01_mle_gradient, 02_importance_sampling_mle" in text
     assert "Some CPU" in text
     assert "| 01_x | z below 3 | 18/20 | 2/20 (" in text, "its failure rate and bound"
     assert "| z below 3 | < 3 | 18/20 | -0.2 | +0.5 |" in text, "its test and margins"
     assert "| 01_x | 18/20 ok | 2 | 1 | 1 |" in text, "one claim fails at more than 1 seed in 20"
+
+    # a second sweep, of another chapter at another commit, joins the page with its own line
+    other = [dict(r, chapter="02_y") for r in records]
+    env2 = dict(env, commit="def5678", date="2026-12-08")
+    second = {"chapters": other, "environment": env2, "engine": {"workers": 2}}
+    text = page(
+        [{"chapters": records, "environment": env, "engine": {"workers": 2}}, second],
+        {"abc1234": ["ebmlib/x.py"], "def5678": []},
+    )
+    assert "**Chapters 01** measured on 2026-12-07, at commit `abc1234`" in text
+    assert "Code changed since, in the library or these chapters: `ebmlib/x.py`." in text
+    assert "**Chapters 02** measured on 2026-12-08, at commit `def5678`" in text
+    assert "The code of the library and of these chapters is unchanged since." in text
+    assert "| 02_y | z below 3 | 18/20 | 2/20 (" in text
+    with pytest.raises(ValueError, match="more than one sweep"):
+        page([second, second])
 
 
 def test_a_sweep_on_a_local_cluster_tabulates_how_robust_each_claim_is(
