@@ -39,7 +39,9 @@ def stream(seed: int, *purpose: int | str, device: torch.device | str = "cpu") -
     Returns
     -------
     torch.Generator
-        Seeded with the first 64-bit word of ``SeedSequence(seed, spawn_key=purpose)``.
+        Seeded with the first 32-bit word of ``SeedSequence(seed, spawn_key=purpose)`` (torch's
+        CPU generator keeps 32 bits of a seed, so two of n purposes share a stream with
+        probability about n^2 / 2^33).
 
     Examples
     --------
@@ -55,5 +57,5 @@ def stream(seed: int, *purpose: int | str, device: torch.device | str = "cpu") -
         if isinstance(part, bool) or not isinstance(part, (str, int)):
             raise TypeError(f"purpose: parts must be str or int, got {type(part).__name__}")
     words = np.random.SeedSequence(seed, spawn_key=tuple(_key(p) for p in purpose))
-    state = int(words.generate_state(1, dtype=np.uint64)[0])
+    state = int(words.generate_state(1, dtype=np.uint32)[0])
     return torch.Generator(device=device).manual_seed(state)
