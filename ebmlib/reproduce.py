@@ -38,8 +38,9 @@ What it guarantees
   and renamed); a failed task leaves ``<key>.failed.ipynb``. The key is the chapter's stem, or
   ``<stem>.seed-<SEED>`` in a sweep.
 * ``--resume`` with the same ``--run-id`` skips the pairs that already finished with the same
-  parameters, so an interrupted run (Ctrl-C, a killed job) continues where it stopped; an
-  interrupt cancels the pending tasks, stops the running ones and keeps the finished ones.
+  parameters (including those whose claims failed: that is a result, not an error), so an
+  interrupted run (Ctrl-C, a killed job) continues where it stopped; an interrupt cancels the
+  pending tasks, stops the running ones and keeps the finished ones.
 * A task that runs past ``--timeout`` is stopped ("timed out"); a worker that dies fails its
   task ("worker died") instead of handing it to the next worker; neither hangs the run.
 * ``summary.md`` and ``summary.json`` record, for each pair, the status, wall time, peak memory
@@ -98,7 +99,7 @@ DEFAULT_TIMEOUT = 3600.0
 # `distributed.scheduler.worker-saturation`), which only a worker that stopped answering reaches.
 _GRACE = 60.0
 # statuses of pairs whose notebook ran to an end (finished, or failed in a cell)
-_EXECUTED = ("ok", "ok (resumed)", "claims failed", "failed")
+_EXECUTED = ("ok", "ok (resumed)", "claims failed", "claims failed (resumed)", "failed")
 
 
 class ReproduceError(ValueError):
@@ -618,14 +619,23 @@ def _blank(task: Task, status: str) -> dict:
 
 
 def _resumable(task: Task, folder: Path) -> dict | None:
+    """The record of a pair that already ran to its end with the same parameters, or None.
+
+    A run whose claims failed counts as finished (its notebook is ``<key>.failed.ipynb``): in a
+    sweep a failed claim is a result, and the same commit and parameters would give it again.
+    A run that stopped with an error, timed out or was lost runs again."""
     done = folder / f"{task.key}.json"
-    if not (done.is_file() and (folder / f"{task.key}.ipynb").is_file()):
+    if not done.is_file():
         return None
     previous = json.loads(done.read_text())
-    same = previous.get("parameters") == _blank(task, "")["parameters"]
-    return (
-        dict(previous, status="ok (resumed)") if previous.get("status") == "ok" and same else None
-    )
+    if previous.get("parameters") != _blank(task, "")["parameters"]:
+        return None
+    status = previous.get("status")
+    if status == "ok" and (folder / f"{task.key}.ipynb").is_file():
+        return dict(previous, status="ok (resumed)")
+    if status == "claims failed" and (folder / f"{task.key}.failed.ipynb").is_file():
+        return dict(previous, status="claims failed (resumed)")
+    return None
 
 
 def _collect(future, task: Task, folder: Path) -> dict:

@@ -265,6 +265,15 @@ def test_a_sweep_on_a_local_cluster_tabulates_how_robust_each_claim_is(
     assert {p.name: p.read_bytes() for p in sweep_book.iterdir()} == before
     assert not [p for p in folder.iterdir() if p.name.startswith(".")], "no temporary files"
 
+    # resuming runs nothing again: a run whose claims failed is a finished result
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.glob("01_claims.seed-*")}
+    assert sweep(sweep_book, out, *args, "--resume") == 1
+    statuses = [r["status"] for r in summary(folder)["chapters"]]
+    assert statuses == ["ok (resumed)", "claims failed (resumed)", "ok (resumed)"]
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("01_claims.seed-*")} == stamps
+    robust = {r["claim"]: r for r in summary(folder)["robustness"]}
+    assert robust["SEED is not 1"]["held"] == 2 and robust["SEED is not 1"]["runs"] == 3
+
 
 def _free_port() -> int:
     with socket.socket() as s:
