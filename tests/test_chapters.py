@@ -40,6 +40,23 @@ def test_every_chapter_notebook_is_in_the_toc():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_checked_cell_glues_a_number(path):
+    """A cell whose output nbval compares prints rounded, portable text; the full-precision
+    numbers the prose quotes are glued in an unchecked cell (last digits differ across CPUs)."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] != "code" or "# NBVAL_CHECK_OUTPUT" not in source:
+            continue
+        glued = [
+            o
+            for o in cell.get("outputs", [])
+            if any(k.startswith("application/papermill.record/") for k in o.get("data", {}))
+        ]
+        assert not glued, f"{path.name}, cell {cell.get('id')}: glue in a checked cell"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_chapter_follows_the_notebook_conventions(path):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
