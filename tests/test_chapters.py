@@ -247,3 +247,15 @@ def test_readme_links_every_chapter_with_its_figure():
             f"no README figure for {path.stem}"
         )
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_bibliography_entry_is_cited():
+    """Each entry of references.bib is cited by some chapter or page (a bibliography lists what the
+    book uses)."""
+    import re
+
+    keys = re.findall(r"@\w+\{([^,\s]+),", (BOOK / "references.bib").read_text())
+    sources = [p.read_text() for p in [*BOOK.glob("*.ipynb"), *BOOK.glob("*.md")]]
+    cited = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+    used = {k.strip() for s in sources for m in cited.findall(s) for k in m.split(",")}
+    assert keys and not [k for k in keys if k not in used], [k for k in keys if k not in used]
