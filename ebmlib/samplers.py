@@ -75,6 +75,7 @@ __all__ = [
     "langevin_step",
     "mala_step",
     "hmc_step",
+    "tune_step_size",
     "ula_gaussian_variance",
     "ula_gaussian_covariance",
     "independent_metropolis",
@@ -581,6 +582,84 @@ def sample(
     )
     info = _sample_info(method, state, n_accepted, chain, n_steps, step_size, n_leapfrog)
     return state.x, info
+
+
+def tune_step_size(
+    energy_fn: Callable,
+    x0: torch.Tensor,
+    *,
+    method: str,
+    target_acceptance: float,
+    generator: torch.Generator | None = None,
+    n_steps: int = 20,
+    n_leapfrog: int = 10,
+    search: tuple[float, float] = (1e-4, 10.0),
+    n_iter: int = 20,
+) -> tuple[float, float]:
+    r"""The step size at which ``method`` accepts a fraction ``target_acceptance`` of its moves,
+    found by bisection on :math:`\log\varepsilon`.
+
+    Each of the ``n_iter`` evaluations runs the chains ``n_steps`` steps from ``x0`` (ideally draws
+    from the target, so that the rate is the stationary one) at the midpoint of the current
+    bracket, and keeps the half on which the rate crosses the target: the rate falls as the step
+    grows (for random-walk Metropolis, MALA and HMC away from HMC's resonant lengths). The rate is
+    a Monte Carlo estimate, so the answer is exact only up to its noise, about
+    :math:`\sqrt{a(1-a)/(n_\text{chains}\,n_\text{steps})}` in acceptance; after ``n_iter``
+    halvings the bracket is :math:`(\varepsilon_\text{hi}/\varepsilon_\text{lo})^{2^{-n}}` wide in
+    ratio.
+
+    Parameters
+    ----------
+    energy_fn : callable
+        Maps ``(n, d)`` to ``(n,)``.
+    x0 : torch.Tensor, shape (n_chains, d)
+        Starting states, reused at every evaluation.
+    method : {"rw_metropolis", "mala", "hmc"}
+        A sampler with an accept step (ULA accepts everything).
+    target_acceptance : float in (0, 1)
+        E.g. 0.234 (random walk), 0.574 (MALA), 0.651 (HMC): the high-dimensional optima of
+        :cite:t:`roberts2001optimal` and :cite:t:`beskos2013optimal`.
+    generator : torch.Generator, optional
+        On ``x0``'s device.
+    n_steps, n_leapfrog : int
+        Steps per evaluation, and HMC's leapfrog steps per trajectory.
+    search : (float, float)
+        The initial bracket ``(low, high)``, ``0 < low < high``.
+    n_iter : int
+        Bisection steps.
+
+    Returns
+    -------
+    step_size : float
+        The bracket's geometric midpoint after ``n_iter`` halvings.
+    acceptance : float
+        The rate measured at the last evaluation.
+    """
+    _check_method(method)
+    if method == "langevin":
+        raise ValueError("method: ULA accepts every move, so it has no acceptance rate to tune")
+    target_acceptance = check_positive(target_acceptance, "target_acceptance")
+    if target_acceptance >= 1:
+        raise ValueError(f"target_acceptance must lie in (0, 1), got {target_acceptance}")
+    low, high = (check_positive(v, "search") for v in search)
+    if low >= high:
+        raise ValueError(f"search must be (low, high) with low < high, got {search}")
+    lo, hi = math.log(low), math.log(high)
+    rate = float("nan")
+    for _ in range(check_int(n_iter, "n_iter")):
+        mid = 0.5 * (lo + hi)
+        _, info = sample(
+            energy_fn,
+            x0,
+            method=method,
+            n_steps=n_steps,
+            step_size=math.exp(mid),
+            generator=generator,
+            n_leapfrog=n_leapfrog,
+        )
+        rate = info["acceptance_rate"]
+        lo, hi = (mid, hi) if rate > target_acceptance else (lo, mid)
+    return math.exp(0.5 * (lo + hi)), rate
 
 
 def ula_gaussian_variance(variance: float, step_size: float) -> float:

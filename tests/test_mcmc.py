@@ -26,6 +26,7 @@ from ebmlib.samplers import (
     init_state,
     sample,
     step,
+    tune_step_size,
     ula_gaussian_covariance,
     ula_gaussian_variance,
 )
@@ -449,3 +450,40 @@ def test_cd_loss_energy_penalty():
     assert torch.allclose(cd_loss(target, xp, xn, energy_penalty=0.1), expected)
     with pytest.raises(ValueError, match="energy_penalty"):
         cd_loss(target, xp, xn, energy_penalty=-1.0)
+
+
+@pytest.mark.parametrize(
+    "method, target, expected",
+    # the high-dimensional optimal steps on N(0, I_d): random walk 2.38 / sqrt(d) (Roberts &
+    # Rosenthal 2001); at d = 64 the 0.234-step is within 5% of it
+    [("rw_metropolis", 0.234, 2.38 / 8.0), ("mala", 0.574, None), ("hmc", 0.651, None)],
+)
+def test_tune_step_size_hits_its_target_acceptance(method, target, expected):
+    d, n_chains = 64, 200
+    energy = lambda x: 0.5 * (x * x).sum(1)  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(n_chains, d, generator=g, dtype=torch.float64)
+    step, _ = tune_step_size(
+        energy, x0, method=method, target_acceptance=target, generator=g, n_leapfrog=5
+    )
+    # a fresh, longer run at the tuned step: its rate is the target up to the bisection's noise,
+    # sqrt(a (1 - a) / (200 * 20)) ~ 0.008 per evaluation, plus the bracket's width
+    _, info = sample(
+        energy, x0, method=method, n_steps=100, step_size=step, generator=g, n_leapfrog=5
+    )
+    assert abs(info["acceptance_rate"] - target) < 0.04
+    if expected is not None:
+        assert step == pytest.approx(expected, rel=0.05)
+
+
+def test_tune_step_size_rejects_bad_input():
+    x0 = torch.zeros(4, 2)
+    energy = lambda x: 0.5 * (x * x).sum(1)  # noqa: E731
+    with pytest.raises(ValueError, match="ULA"):
+        tune_step_size(energy, x0, method="langevin", target_acceptance=0.5)
+    with pytest.raises(ValueError, match="target_acceptance"):
+        tune_step_size(energy, x0, method="mala", target_acceptance=1.2)
+    with pytest.raises(ValueError, match="search"):
+        tune_step_size(energy, x0, method="mala", target_acceptance=0.5, search=(1.0, 0.1))
+    with pytest.raises(ValueError, match="method"):
+        tune_step_size(energy, x0, method="nuts", target_acceptance=0.5)

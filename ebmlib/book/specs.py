@@ -128,6 +128,9 @@ CH04 = ParameterSpec(
         "N_CHAINS_MIX": integer(minimum=20),
         "GRAD_BUDGET": integer(),
         "N_LEAPFROG": integer(),
+        "SCALING_DIMS": sequence(
+            integer(minimum=2), order="ascending", unique=True, min_distinct=3
+        ),
         "ULA_STEPS": sequence(
             real(above=0, below=1, reason="ULA diverges on N(0, 1) at step size 2; keep away"),
             order="ascending",
@@ -160,6 +163,8 @@ CH05 = ParameterSpec(
         "BATCH": integer(minimum=2),
         "LANGEVIN_STEPS": integer(),
         "LANGEVIN_STEP": positive(),
+        "HMC_LEAPFROG": integer(),
+        "HMC_STEP": positive(),
         "BUFFER": integer(),
         "RESTART": nonnegative(maximum=1),
         "ENERGY_PENALTY": nonnegative(),
