@@ -23,7 +23,7 @@ LINT_SCOPE := ebmlib tests benchmarks tools book/conftest.py $(wildcard book/*.i
 # minutes per chapter instead of seconds), and forcing one thread would change the committed outputs.
 XDIST := -n 2
 
-.PHONY: help setup tools book lint test test-portable test-slow test-floors dist build-strict execute reproduce robustness bench clean
+.PHONY: help setup tools book lint test test-portable test-slow test-floors dist build-strict student execute reproduce robustness bench clean
 
 help:
 	@echo "make book    build the HTML book into $(SITE) from the committed, executed chapters"
@@ -34,6 +34,7 @@ help:
 	@echo "             reproduce run resumed, the wheel in a fresh venv running a chapter (minutes)"
 	@echo "make test-floors  the unit tests on the lowest versions pyproject.toml allows (tests/floors.txt)"
 	@echo "make dist    build the sdist and wheel into dist/ and check them with twine"
+	@echo "make student the student edition without solutions: _student/book/*.ipynb and _student/_build/html"
 	@echo "make bench   run benchmarks/ against peer implementations"
 	@echo "make reproduce  re-run every chapter through papermill into outputs/<run-id>/ (ARGS=\"09 --scale paper\")"
 	@echo "make robustness every chapter at SEEDS (default 0:20) on a local Dask cluster: outputs/robustness/"
@@ -110,6 +111,12 @@ dist: $(TOOLS_STAMP)
 
 build-strict: $(STAMP)
 	$(VENV)/bin/jupyter-book build book/ --path-output . -W --keep-going
+
+# The student edition: the chapters without their exercises' solutions, as notebooks to hand out
+# (_student/book/*.ipynb) and as an HTML book (_student/_build/html).
+student: $(STAMP)
+	$(PY) tools/student_edition.py --out _student
+	$(VENV)/bin/jupyter-book build _student/book --path-output _student
 
 # Maintainers: re-execute the chapters in place (outputs are committed). CHAPTERS=book/01_mle_gradient.ipynb for one.
 CHAPTERS ?= $(wildcard book/[0-9][0-9]_*.ipynb)

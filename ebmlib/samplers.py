@@ -75,6 +75,7 @@ __all__ = [
     "langevin_step",
     "mala_step",
     "hmc_step",
+    "leapfrog_steps",
     "tune_step_size",
     "ula_gaussian_variance",
     "ula_gaussian_covariance",
@@ -584,6 +585,14 @@ def sample(
     return state.x, info
 
 
+def leapfrog_steps(trajectory_length: float, step_size: float) -> int:
+    r"""The number of leapfrog steps :math:`L = \lceil T/\varepsilon\rceil` (at least 1) that
+    integrate for time ``trajectory_length`` :math:`T` at step ``step_size`` :math:`\varepsilon`."""
+    trajectory_length = check_positive(trajectory_length, "trajectory_length")
+    step_size = check_positive(step_size, "step_size")
+    return max(1, math.ceil(trajectory_length / step_size - 1e-9))
+
+
 def tune_step_size(
     energy_fn: Callable,
     x0: torch.Tensor,
@@ -593,27 +602,22 @@ def tune_step_size(
     generator: torch.Generator | None = None,
     n_steps: int = 20,
     n_leapfrog: int = 10,
+    trajectory_length: float | None = None,
     search: tuple[float, float] = (1e-4, 10.0),
     n_iter: int = 20,
 ) -> tuple[float, float]:
     r"""The step size at which ``method`` accepts a fraction ``target_acceptance`` of its moves,
     found by bisection on :math:`\log\varepsilon`.
 
-    Each of the ``n_iter`` evaluations runs the chains ``n_steps`` steps from ``x0`` (ideally draws
-    from the target, so that the rate is the stationary one) at the midpoint of the current
-    bracket, and keeps the half on which the rate crosses the target: the rate falls as the step
-    grows (for random-walk Metropolis, MALA and HMC away from HMC's resonant lengths). The rate is
-    a Monte Carlo estimate, so the answer is exact only up to its noise, about
-    :math:`\sqrt{a(1-a)/(n_\text{chains}\,n_\text{steps})}` in acceptance; after ``n_iter``
-    halvings the bracket is :math:`(\varepsilon_\text{hi}/\varepsilon_\text{lo})^{2^{-n}}` wide in
-    ratio.
+    Each evaluation runs the chains ``n_steps`` steps from ``x0`` (ideally draws from the target)
+    at the bracket's midpoint and keeps the half where the rate crosses the target (the rate falls
+    as the step grows, away from HMC's resonant lengths). The rate is a Monte Carlo estimate, so
+    the answer holds up to its noise, about :math:`\sqrt{a(1-a)/(n_\text{chains}n_\text{steps})}`.
 
     Parameters
     ----------
-    energy_fn : callable
-        Maps ``(n, d)`` to ``(n,)``.
-    x0 : torch.Tensor, shape (n_chains, d)
-        Starting states, reused at every evaluation.
+    energy_fn, x0 : callable, torch.Tensor of shape (n_chains, d)
+        The energy, ``(n, d)`` to ``(n,)``, and the starting states, reused at every evaluation.
     method : {"rw_metropolis", "mala", "hmc"}
         A sampler with an accept step (ULA accepts everything).
     target_acceptance : float in (0, 1)
@@ -623,10 +627,12 @@ def tune_step_size(
         On ``x0``'s device.
     n_steps, n_leapfrog : int
         Steps per evaluation, and HMC's leapfrog steps per trajectory.
-    search : (float, float)
-        The initial bracket ``(low, high)``, ``0 < low < high``.
-    n_iter : int
-        Bisection steps.
+    trajectory_length : float > 0, optional
+        HMC only: hold the integration time :math:`T = L\varepsilon` fixed instead of :math:`L`,
+        using :math:`L = \lceil T/\varepsilon\rceil` leapfrog steps at step :math:`\varepsilon`
+        (the setting of :cite:t:`beskos2013optimal`); see :func:`leapfrog_steps`.
+    search, n_iter : (float, float), int
+        The initial bracket ``(low, high)``, ``0 < low < high``, and the number of halvings.
 
     Returns
     -------
@@ -644,16 +650,23 @@ def tune_step_size(
     low, high = (check_positive(v, "search") for v in search)
     if low >= high:
         raise ValueError(f"search must be (low, high) with low < high, got {search}")
+    if trajectory_length is not None:
+        if method != "hmc":
+            raise ValueError("trajectory_length: only HMC has trajectories")
+        trajectory_length = check_positive(trajectory_length, "trajectory_length")
     lo, hi = math.log(low), math.log(high)
     rate = float("nan")
     for _ in range(check_int(n_iter, "n_iter")):
         mid = 0.5 * (lo + hi)
+        step_size = math.exp(mid)
+        if trajectory_length is not None:
+            n_leapfrog = leapfrog_steps(trajectory_length, step_size)
         _, info = sample(
             energy_fn,
             x0,
             method=method,
             n_steps=n_steps,
-            step_size=math.exp(mid),
+            step_size=step_size,
             generator=generator,
             n_leapfrog=n_leapfrog,
         )

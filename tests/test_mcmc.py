@@ -24,6 +24,7 @@ from ebmlib.samplers import (
     METHODS,
     ChainState,
     init_state,
+    leapfrog_steps,
     sample,
     step,
     tune_step_size,
@@ -487,3 +488,22 @@ def test_tune_step_size_rejects_bad_input():
         tune_step_size(energy, x0, method="mala", target_acceptance=0.5, search=(1.0, 0.1))
     with pytest.raises(ValueError, match="method"):
         tune_step_size(energy, x0, method="nuts", target_acceptance=0.5)
+
+
+def test_tune_step_size_can_hold_hmc_trajectory_time_fixed():
+    d = 64
+    energy = lambda x: 0.5 * (x * x).sum(1)  # noqa: E731
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(100, d, generator=g, dtype=torch.float64)
+    step, _ = tune_step_size(
+        energy, x0, method="hmc", target_acceptance=0.651, generator=g, trajectory_length=1.5
+    )
+    n_leapfrog = leapfrog_steps(1.5, step)
+    assert n_leapfrog * step >= 1.5 > (n_leapfrog - 1) * step
+    _, info = sample(
+        energy, x0, method="hmc", n_steps=100, step_size=step, generator=g, n_leapfrog=n_leapfrog
+    )
+    assert abs(info["acceptance_rate"] - 0.651) < 0.04
+    with pytest.raises(ValueError, match="trajectory_length"):
+        tune_step_size(energy, x0, method="mala", target_acceptance=0.5, trajectory_length=1.0)
+    assert leapfrog_steps(1.0, 0.25) == 4 and leapfrog_steps(0.1, 0.25) == 1

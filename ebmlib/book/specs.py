@@ -95,7 +95,7 @@ CH03 = ParameterSpec(
         "THETA_GRID": _THETA_GRID,
         "Q1": _Q1,
         "Q2": _Q2,
-        "T_DF": positive(),
+        "T_DF": real(above=2.0, reason="the twin has q1's sd, which needs df > 2"),
         "NARROW_SD": positive(),
         "N_STREAM": integer(minimum=1000),
         "WIDTH_K": sequence(real(above=1, reason="section 3.2 tries scales k and 1/k, k > 1")),
@@ -131,6 +131,8 @@ CH04 = ParameterSpec(
         "SCALING_DIMS": sequence(
             integer(minimum=2), order="ascending", unique=True, min_distinct=3
         ),
+        "SCALING_BUDGET": integer(minimum=100),
+        "HMC_TIME": positive(),
         "ULA_STEPS": sequence(
             real(above=0, below=1, reason="ULA diverges on N(0, 1) at step size 2; keep away"),
             order="ascending",
@@ -248,6 +250,7 @@ CH08 = ParameterSpec(
         "N_HIDDEN_LARGE": integer(minimum=25),
         "LARGE_EPOCHS": integer(),
         "RAISE_POINTS": integer(minimum=10, maximum=297),
+        "RAISE_CHAINS": integer(),
         "BRACKET_TEMPERATURES": sequence(integer(minimum=2), order="ascending"),
         "SK_EPOCHS": integer(),
         "SK_LEARNING_RATE": positive(),
