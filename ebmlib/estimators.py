@@ -855,7 +855,8 @@ def nce_asymptotics(
     log_weights : torch.Tensor, shape (G,)
         Log quadrature weights of the nodes.
     log_p, log_q : torch.Tensor, shape (G,)
-        The normalized data (model) and noise log densities at the nodes.
+        The data (model) and noise log densities at the nodes; both are renormalized over the
+        nodes, i.e. treated as truncated to the quadrature's range.
     nu : float
         Noise points per data point, > 0.
 
@@ -880,6 +881,11 @@ def nce_asymptotics(
             raise ValueError(f"{name} must have shape ({g},), got {tuple(t.shape)}")
     nu = check_positive(nu, "nu")
     phi = torch.cat([-stats, -torch.ones(g, 1, dtype=stats.dtype)], 1)
+    # both densities renormalized over the nodes: the logit and the weights then describe the same
+    # (truncated) densities, so a noise with mass outside the nodes' range cannot give an
+    # efficiency above the Cramer-Rao bound
+    log_p = log_p - torch.logsumexp(log_weights + log_p, 0)
+    log_q = log_q - torch.logsumexp(log_weights + log_q, 0)
     s = torch.sigmoid(log_p - log_q - math.log(nu))
     jac = -(s * (1 - s))[:, None, None] * phi[:, :, None] * phi[:, None, :]
     w_p, w_q = torch.softmax(log_weights + log_p, 0), torch.softmax(log_weights + log_q, 0)

@@ -268,3 +268,17 @@ def test_asymptotics_reject_bad_input(double_well):
         denoising_score_matching_exponential_family(
             torch.zeros(2, 3, 2, 2, 1, dtype=F64), torch.zeros(2, 3, 1, 1, dtype=F64), 0.1
         )
+
+
+def test_nce_asymptotics_never_beats_the_cramer_rao_bound_with_a_wide_noise():
+    # a noise with mass outside the quadrature's range (N(0, 4^2) on [-6, 6]) used to give an
+    # efficiency above 1; both densities are now treated as truncated to the nodes
+    nodes, log_w, _ = quadrature_grid([(-6.0, 6.0)], 801, dtype=torch.float64)
+    t = 0.5 * nodes**2  # N(0, 1) as E = theta x^2 / 2 at theta = 1
+    log_p = GaussianProposal(0.0, 1.0).log_prob(nodes)
+    log_q = GaussianProposal(0.0, 4.0).log_prob(nodes)
+    w = torch.softmax(log_w + log_p, 0)
+    fisher = float((w * t[:, 0] ** 2).sum() - (w * t[:, 0]).sum() ** 2)
+    for nu in (1.0, 10.0, 100.0):
+        cov = nce_asymptotics(t, log_w, log_p, log_q, nu)
+        assert float(cov[0, 0]) * fisher >= 1 - 1e-9
