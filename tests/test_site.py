@@ -166,8 +166,8 @@ def _chapters_only() -> list[str]:
 
 @pytest.mark.parametrize("page", _chapters_only())
 def test_chapter_page_ends_with_exercises_and_collapsed_solutions(page):
-    """At least three exercises, each with a solution collapsed in a dropdown, one of them with
-    executed code."""
+    """At least five exercises, each with a solution collapsed in a dropdown, one of them with
+    executed code and one open-ended."""
     html = (SITE / page).read_text(encoding="utf-8")
     exercises = re.findall(r'<div class="exercise admonition" id="([^"]+)"', html)
     solutions = re.findall(
@@ -175,10 +175,12 @@ def test_chapter_page_ends_with_exercises_and_collapsed_solutions(page):
         r'Solution to<a class="reference internal" href="#([^"]+)"',
         html,
     )
-    assert len(exercises) >= 3, f"{page}: {len(exercises)} exercises"
+    assert len(exercises) >= 5, f"{page}: {len(exercises)} exercises"
     assert set(exercises) <= set(solutions), f"{page}: exercises without a collapsed solution"
-    kinds = " ".join(re.findall(r"\(((?:Conceptual|Derivation|Computational)[^)]*)\)", html))
-    for kind in ("Conceptual", "Derivation", "Computational"):
+    kinds = " ".join(
+        re.findall(r"\(((?:Conceptual|Derivation|Computational|Open-ended)[^)]*)\)", html)
+    )
+    for kind in ("Conceptual", "Derivation", "Computational", "Open-ended"):
         assert kind in kinds, f"{page}: no {kind.lower()} exercise"
     solution_blocks = html.split('<div class="solution dropdown admonition"')[1:]
     assert any(
