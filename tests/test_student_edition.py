@@ -2,6 +2,7 @@
 drops every solution, plain and gated."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -60,3 +61,23 @@ def test_every_chapter_loses_its_solutions_and_keeps_its_exercises(path):
     before, after = json.dumps(nb), json.dumps(out)
     assert after.count("{exercise}") == before.count("{exercise}") > 0
     assert "{solution" not in after
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb")), ids=str)
+def test_the_student_edition_keeps_every_glued_number_the_text_quotes(path):
+    """A number the chapter's text quotes must be glued outside the solutions, or the student
+    edition, which drops them, cannot render it."""
+    out = student_edition.strip_solutions(json.loads(path.read_text()))
+    glued = {
+        o.get("metadata", {}).get("scrapbook", {}).get("name")
+        for c in out["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+    }
+    quoted = {
+        m.split(":")[0]
+        for c in out["cells"]
+        if c["cell_type"] == "markdown"
+        for m in re.findall(r"\{glue:\w+\}`([^`]+)`", "".join(c["source"]))
+    }
+    assert quoted <= glued, f"quoted but glued only inside a solution: {sorted(quoted - glued)}"
